@@ -1,0 +1,1 @@
+"""Peerline's adapter: webhooks, admin API, database, scheduler and command line."""

@@ -1,0 +1,203 @@
+"""The `peerline` command line. Errors are one readable line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, NoReturn
+
+import typer
+from sqlalchemy.orm import Session
+
+from app.crypto import PhoneVault
+from app.db import make_engine, make_sessionmaker
+from app.models import Pair, Participant
+from app.services import participants as participant_service
+from app.services.errors import ServiceError
+from app.settings import ConfigError, Settings, get_settings
+
+cli = typer.Typer(help="Peerline: reciprocal peer support by telephone.", no_args_is_help=True, add_completion=False)
+db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
+participant_cli = typer.Typer(help="Enrol and list participants.", no_args_is_help=True)
+pair_cli = typer.Typer(help="Make and end pairs.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(participant_cli, name="participant")
+cli.add_typer(pair_cli, name="pair")
+
+
+def fail(message: str) -> NoReturn:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def settings_or_fail() -> Settings:
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        fail(f"configuration: {exc}")
+
+
+@contextmanager
+def session() -> Iterator[tuple[Session, Settings, PhoneVault]]:
+    settings = settings_or_fail()
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine)() as db:
+            yield db, settings, PhoneVault.from_secret(settings.secret_key)
+    except ServiceError as exc:
+        fail(str(exc))
+    except Exception as exc:  # a readable line, never a traceback
+        if isinstance(exc, typer.Exit):
+            raise
+        logging.getLogger(__name__).debug("command failed", exc_info=True)
+        fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'failed'}")
+    finally:
+        engine.dispose()
+
+
+def participant_json(p: Participant, vault: PhoneVault) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "name": p.name,
+        "phone": vault.decrypt(p.phone_ciphertext) if p.phone_ciphertext else None,
+        "timezone": p.timezone,
+        "quiet_hours": p.quiet_hours,
+        "language": p.language,
+        "status": p.status,
+        "pair_id": p.active_pair_id,
+    }
+
+
+def pair_json(pair: Pair) -> dict[str, Any]:
+    return {
+        "id": pair.id,
+        "participant_ids": [pair.participant_a_id, pair.participant_b_id],
+        "started_at": pair.started_at.isoformat(),
+        "ended_at": pair.ended_at.isoformat() if pair.ended_at else None,
+        "last_contact_at": pair.last_contact_at.isoformat() if pair.last_contact_at else None,
+    }
+
+
+def emit(record: dict[str, Any], as_json: bool, summary: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(record, indent=2))
+    else:
+        typer.echo(summary)
+        typer.echo(record["id"])
+
+
+# ---------------------------------------------------------------- db
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from app.migrate import upgrade
+
+    settings = settings_or_fail()
+    try:
+        upgrade(settings.database_url, revision)
+    except Exception as exc:
+        fail(f"migration failed: {str(exc).splitlines()[0]}")
+    typer.echo(f"database is at revision {revision}")
+
+
+# ---------------------------------------------------------------- participants and pairs
+
+
+@participant_cli.command("add")
+def participant_add(
+    name: Annotated[str, typer.Option(help="name or alias")],
+    phone: Annotated[str, typer.Option(help="home phone number")],
+    timezone: Annotated[str, typer.Option(help="IANA time zone")] = "America/New_York",
+    quiet_hours: Annotated[str | None, typer.Option(help="e.g. 21:00-09:00, in their own time")] = None,
+    language: str = "en",
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole record")] = False,
+) -> None:
+    """Enrol a participant; prints the new id on the last line."""
+    with session() as (db, settings, vault):
+        person = participant_service.enrol(
+            db, vault, name=name, phone=phone, timezone=timezone, quiet_hours=quiet_hours,
+            language=language, region=settings.default_region, now=datetime.now(UTC),
+        )
+        db.commit()
+        emit(participant_json(person, vault), as_json, f"enrolled participant {person.id} ({person.name})")
+
+
+@participant_cli.command("list")
+def participant_list() -> None:
+    """List participants (id, name, status, pair)."""
+    from sqlalchemy import select
+
+    with session() as (db, _settings, _vault):
+        for p in db.scalars(select(Participant).order_by(Participant.id)):
+            pair = p.active_pair_id or "-"
+            typer.echo(f"{p.id}\t{p.name}\t{p.status}\tpair {pair}\t{p.timezone}\t{p.quiet_hours or ''}")
+
+
+@pair_cli.command("add")
+def pair_add(
+    first: int,
+    second: int,
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole record")] = False,
+) -> None:
+    """Pair two participants; prints the new pair id on the last line."""
+    with session() as (db, _settings, _vault):
+        pair = participant_service.make_pair(db, first, second, now=datetime.now(UTC))
+        db.commit()
+        emit(pair_json(pair), as_json, f"paired participants {first} and {second} as pair {pair.id}")
+
+
+# ---------------------------------------------------------------- serve and phone
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+) -> None:
+    """Run the web service (webhooks, API, console)."""
+    import uvicorn
+
+    settings_or_fail()
+    typer.echo(f"Peerline listening on http://{host}:{port}")
+    uvicorn.run("app.main:app", host=host, port=port, proxy_headers=True, log_level="info")
+
+
+@cli.command()
+def phone(
+    from_number: Annotated[str, typer.Option("--from", help="the number you are calling from")],
+    url: Annotated[str | None, typer.Option(help="where the service runs (default PUBLIC_BASE_URL)")] = None,
+) -> None:
+    """A telephone in the terminal: call the service as a participant would."""
+    import httpx
+
+    from app.telephone import Telephone
+    from app.terminal_phone import TerminalParty
+
+    settings = settings_or_fail()
+    typer.echo(f"Calling Peerline from your phone. (h then Enter hangs up)")
+    with httpx.Client(timeout=20) as client:
+        phone_ = Telephone(
+            client,
+            public_base_url=settings.public_base_url,
+            target_base_url=url,
+            auth_token=settings.twilio_auth_token,
+            programme_number=settings.programme_number,
+        )
+        try:
+            phone_.call(from_number, TerminalParty("you"), TerminalParty("partner"))
+        except httpx.HTTPError as exc:
+            fail(f"could not reach the service at {url or settings.public_base_url}: {exc}")
+        except AssertionError as exc:
+            fail(str(exc))
+    typer.echo("The call has ended.")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    cli()

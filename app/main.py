@@ -1,0 +1,55 @@
+"""The FastAPI application: `uvicorn app.main:app`, or `peerline serve`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from app.context import Context, system_clock
+from app.crypto import PhoneVault
+from app.db import make_engine, make_sessionmaker
+from app.routes import twilio_webhooks
+from app.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Peerline",
+        version="0.1.0",
+        description="Reciprocal peer support by telephone: webhooks, admin API and console.",
+    )
+    engine = make_engine(settings.database_url, **engine_kwargs)
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.context = Context(settings, PhoneVault.from_secret(settings.secret_key), system_clock)
+    app.include_router(twilio_webhooks.router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(request: Request) -> JSONResponse:
+        try:
+            with request.app.state.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            logging.getLogger(__name__).warning("database did not answer the readiness check")
+            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # `uvicorn app.main:app` builds the app on first use, after settings are checked
+    if name == "app":
+        global app
+        app = create_app()
+        return app
+    raise AttributeError(name)

@@ -1,0 +1,144 @@
+"""Database tables. Times are stored in UTC; phone numbers only as ciphertext and blind index."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}
+
+
+class Participant(Base):
+    __tablename__ = "participant"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    phone_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    phone_index: Mapped[str | None] = mapped_column(String(64), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    quiet_hours: Mapped[str | None] = mapped_column(String(11))
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    # one column, so a participant can be in at most one active pair by construction
+    active_pair_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pair.id", use_alter=True, name="fk_participant_active_pair_id_pair"), index=True
+    )
+    created_at: Mapped[datetime]
+    withdrawn_at: Mapped[datetime | None]
+
+
+class Pair(Base):
+    __tablename__ = "pair"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_a_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), index=True)
+    participant_b_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), index=True)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    last_contact_at: Mapped[datetime | None]
+    notes: Mapped[str] = mapped_column(Text, default="")
+
+    def partner_of(self, participant_id: int) -> int:
+        return self.participant_b_id if participant_id == self.participant_a_id else self.participant_a_id
+
+
+class Call(Base):
+    __tablename__ = "call"
+    __table_args__ = (Index("ix_call_pair_started", "pair_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    twilio_call_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="peer")
+    pair_id: Mapped[int | None] = mapped_column(ForeignKey("pair.id"))
+    initiator_id: Mapped[int | None] = mapped_column(ForeignKey("participant.id"), index=True)
+    callee_id: Mapped[int | None] = mapped_column(ForeignKey("participant.id"))
+    # keyed hash of the caller ID, for the keyed-ID lockout; never the number itself
+    caller_index: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+    bridged_at: Mapped[datetime | None]
+    accepted_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    duration_seconds: Mapped[int | None]
+    outcome: Mapped[str] = mapped_column(String(16), default="in_progress")
+    end_reason: Mapped[str | None] = mapped_column(String(64))
+    notice_version: Mapped[str | None] = mapped_column(String(16))
+    id_tries: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str | None] = mapped_column(String(16))
+    status_sequence: Mapped[int | None]
+    dial_status: Mapped[str | None] = mapped_column(String(16))
+    dial_seconds: Mapped[int | None]
+    partner_call_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    partner_status: Mapped[str | None] = mapped_column(String(16))
+    partner_seconds: Mapped[int | None]
+
+
+class CareTeamMessage(Base):
+    __tablename__ = "care_team_message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participant.id"), index=True)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("call.id"))
+    recording_url: Mapped[str | None] = mapped_column(String(512))
+    duration_seconds: Mapped[int | None]
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    handled_at: Mapped[datetime | None]
+    handled_by: Mapped[str | None] = mapped_column(String(254))
+
+
+class KeyedIdFailure(Base):
+    """A wrong home number keyed from one caller ID; enough of them lock that caller ID out."""
+
+    __tablename__ = "keyed_id_failure"
+    __table_args__ = (Index("ix_keyed_id_failure_caller_at", "caller_index", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    caller_index: Mapped[str] = mapped_column(String(64))
+    call_sid: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]

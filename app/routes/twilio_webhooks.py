@@ -1,0 +1,196 @@
+"""Twilio webhooks: verify, load facts, let `ivr` decide, record, commit, answer TwiML.
+
+A live call must never hear "an application error has occurred": any failure after
+the signature check is answered with a spoken apology and the care-team number.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+
+from fastapi import APIRouter, Response
+from sqlalchemy.orm import Session
+from twilio.twiml.voice_response import VoiceResponse
+
+import ivr.flow as flow
+from app.context import Context, ContextDep
+from app.db import SessionDep
+from app.models import Call
+from app.services import calls
+from app.services.participants import find_by_phone
+from app.twilio_signature import TwilioForm
+from ivr.phone import try_normalise
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/twilio", tags=["twilio"], include_in_schema=False)
+
+Handler = Callable[[Session, Context, flow.Line, dict[str, str]], flow.Step | VoiceResponse]
+
+
+def twiml(response: flow.Step | VoiceResponse) -> Response:
+    return Response(str(response), media_type="application/xml")
+
+
+def _answer(db: Session, ctx: Context, form: dict[str, str], handler: Handler) -> Response:
+    try:
+        line = flow.Line(flow.Urls(ctx.settings.public_base_url), ctx.settings.programme_number, ctx.clock())
+        result = handler(db, ctx, line, form)
+        db.commit()
+        return twiml(result)
+    except Exception:
+        log.exception("webhook failed; the caller hears the apology")
+        _safe_rollback(db)
+        return twiml(flow.apology(ctx.settings.support_phone_number))
+
+
+def _quietly(db: Session, ctx: Context, form: dict[str, str], work: Callable[[], None]) -> Response:
+    """Status and recording callbacks: always an empty <Response/>, whatever happens."""
+    try:
+        work()
+        db.commit()
+    except Exception:
+        log.exception("callback could not be recorded")
+        _safe_rollback(db)
+    return twiml(flow.empty())
+
+
+def _safe_rollback(db: Session) -> None:
+    try:
+        db.rollback()
+    except Exception:
+        log.exception("rollback failed")
+
+
+def _digits(form: dict[str, str]) -> str:
+    return re.sub(r"[^0-9*#]", "", form.get("Digits", ""))[:32]
+
+
+def _call(db: Session, form: dict[str, str], line: flow.Line) -> Call | None:
+    sid = form.get("CallSid", "").strip()
+    return calls.open_call(db, sid, now=line.now) if sid else None
+
+
+def _min_contact(ctx: Context) -> int:
+    return ctx.settings.min_contact_seconds
+
+
+# ---------------------------------------------------------------- steps
+
+
+def inbound(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) -> flow.Step:
+    call = _call(db, form, line)
+    if call is None:
+        return flow.lost(line)
+    raw_from = form.get("From", "")
+    e164 = try_normalise(raw_from, ctx.settings.default_region)
+    call.caller_index = call.caller_index or ctx.vault.blind_index(e164 or "withheld:" + raw_from.strip().lower())
+    person = find_by_phone(db, ctx.vault, e164) if e164 else None
+    caller = None
+    if person is not None and person.status == "active":
+        caller = calls.caller_facts(db, ctx.vault, person, exclude_call_id=call.id)
+    step = flow.inbound(caller, line, locked_out=calls.is_locked_out(db, call.caller_index, line.now))
+    calls.record(db, call, step.effects, now=line.now, min_contact=_min_contact(ctx))
+    return step
+
+
+def identify(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) -> flow.Step:
+    call = _call(db, form, line)
+    if call is None:
+        return flow.lost(line)
+    e164 = try_normalise(_digits(form).strip("#*"), ctx.settings.default_region)
+    person = find_by_phone(db, ctx.vault, e164) if e164 else None
+    caller = None
+    if person is not None and person.status == "active":
+        caller = calls.caller_facts(db, ctx.vault, person, exclude_call_id=call.id)
+    locked = calls.is_locked_out(db, call.caller_index or "", line.now)
+    step = flow.identify(caller, line, tries_before=call.id_tries, locked_out=locked)
+    calls.record(db, call, step.effects, now=line.now, min_contact=_min_contact(ctx))
+    return step
+
+
+def _parent_call(db: Session, form: dict[str, str], line: flow.Line) -> Call | None:
+    parent_sid = form.get("ParentCallSid", "").strip()
+    if not parent_sid:
+        return None
+    call = calls.open_call(db, parent_sid, now=line.now)
+    child_sid = form.get("CallSid", "").strip()
+    if child_sid and call.partner_call_sid is None:
+        call.partner_call_sid = child_sid
+    return call
+
+
+def whisper(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) -> flow.Step:
+    if _parent_call(db, form, line) is None:
+        return flow.whisper_answer("", line)  # no call to join: a polite goodbye
+    return flow.whisper(line)
+
+
+def whisper_answer(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) -> flow.Step:
+    call = _parent_call(db, form, line)
+    if call is None:
+        return flow.whisper_answer("", line)
+    step = flow.whisper_answer(_digits(form), line)
+    calls.record(db, call, step.effects, now=line.now, min_contact=_min_contact(ctx))
+    return step
+
+
+def dial_done(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) -> flow.Step:
+    call = _call(db, form, line)
+    if call is None:
+        return flow.lost(line)
+    status = form.get("DialCallStatus", "").strip().lower() or "failed"
+    seconds = calls.to_int(form.get("DialCallDuration"))
+    step = flow.dial_done(status, seconds, call.accepted_at is not None, line)
+    calls.record(db, call, step.effects, now=line.now, min_contact=_min_contact(ctx))
+    return step
+
+
+def message(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) -> flow.Step:
+    return flow.message_menu(_digits(form), line)
+
+
+def message_done(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) -> flow.Step:
+    calls.record_message(db, form, now=line.now)
+    return flow.message_done()
+
+
+def lost(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) -> flow.Step:
+    return flow.lost(line)
+
+
+STEPS: dict[str, Handler] = {
+    "identify": identify,
+    "whisper": whisper,
+    "whisper-answer": whisper_answer,
+    "dial-done": dial_done,
+    "message": message,
+    "message-done": message_done,
+}
+
+
+# ---------------------------------------------------------------- routes
+
+
+@router.post("/voice")
+def voice(form: TwilioForm, db: SessionDep, ctx: ContextDep) -> Response:
+    return _answer(db, ctx, form, inbound)
+
+
+@router.post("/voice/{step}")
+def voice_step(step: str, form: TwilioForm, db: SessionDep, ctx: ContextDep) -> Response:
+    return _answer(db, ctx, form, STEPS.get(step, lost))
+
+
+@router.post("/status")
+def status(form: TwilioForm, db: SessionDep, ctx: ContextDep) -> Response:
+    return _quietly(
+        db, ctx, form,
+        lambda: calls.apply_status(db, form, now=ctx.clock(), min_contact=_min_contact(ctx)),
+    )
+
+
+@router.post("/recording")
+def recording(form: TwilioForm, db: SessionDep, ctx: ContextDep) -> Response:
+    return _quietly(db, ctx, form, lambda: calls.record_message(db, form, now=ctx.clock()))

@@ -1,0 +1,121 @@
+"""Enrolling participants, making pairs, and finding a participant by phone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.crypto import PhoneVault
+from app.models import Pair, Participant
+from app.services.errors import Conflict, Invalid, NotFound
+from ivr.phone import InvalidPhoneNumber, normalise
+from ivr.quiet_hours import InvalidQuietHours, InvalidTimeZone, QuietHours, zone
+
+
+def enrol(
+    db: Session,
+    vault: PhoneVault,
+    *,
+    name: str,
+    phone: str,
+    timezone: str,
+    quiet_hours: str | None,
+    language: str = "en",
+    region: str = "US",
+    now: datetime,
+) -> Participant:
+    name = name.strip()
+    if not name:
+        raise Invalid("name: must not be empty")
+    if len(name) > 120:
+        raise Invalid("name: at most 120 characters")
+    try:
+        e164 = normalise(phone, region)
+    except InvalidPhoneNumber as exc:
+        raise Invalid(f"phone: {exc}") from None
+    try:
+        zone(timezone)
+    except InvalidTimeZone as exc:
+        raise Invalid(f"timezone: {exc}") from None
+    quiet = None
+    if quiet_hours:
+        try:
+            quiet = str(QuietHours.parse(quiet_hours))
+        except InvalidQuietHours as exc:
+            raise Invalid(f"quiet_hours: {exc}") from None
+    index = vault.blind_index(e164)
+    if db.scalar(select(Participant.id).where(Participant.phone_index == index)) is not None:
+        raise Conflict("phone: this number is already enrolled")
+    participant = Participant(
+        name=name,
+        phone_ciphertext=vault.encrypt(e164),
+        phone_index=index,
+        timezone=timezone,
+        quiet_hours=quiet,
+        language=language,
+        status="active",
+        created_at=now,
+    )
+    db.add(participant)
+    try:
+        with db.begin_nested():
+            db.flush()
+    except IntegrityError:
+        raise Conflict("phone: this number is already enrolled") from None
+    return participant
+
+
+def get(db: Session, participant_id: int) -> Participant:
+    participant = db.get(Participant, participant_id)
+    if participant is None:
+        raise NotFound(f"participant {participant_id} does not exist")
+    return participant
+
+
+def find_by_phone(db: Session, vault: PhoneVault, e164: str) -> Participant | None:
+    return db.scalar(select(Participant).where(Participant.phone_index == vault.blind_index(e164)))
+
+
+def make_pair(db: Session, a_id: int, b_id: int, *, now: datetime) -> Pair:
+    if a_id == b_id:
+        raise Invalid("participant_ids: a participant cannot be paired with themselves")
+    people = [get(db, a_id), get(db, b_id)]
+    for person in people:
+        if person.status != "active":
+            raise Conflict(f"participant {person.id} is withdrawn")
+        if person.active_pair_id is not None:
+            raise Conflict(f"participant {person.id} is already in pair {person.active_pair_id}")
+    pair = Pair(participant_a_id=a_id, participant_b_id=b_id, started_at=now, notes="")
+    db.add(pair)
+    db.flush()
+    # conditional update: only one of two concurrent pairings can claim a participant
+    claimed = db.execute(
+        update(Participant)
+        .where(
+            Participant.id.in_([a_id, b_id]),
+            Participant.active_pair_id.is_(None),
+            Participant.status == "active",
+        )
+        .values(active_pair_id=pair.id)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 2:
+        raise Conflict("one of these participants was paired meanwhile")
+    for person in people:
+        db.refresh(person)
+    return pair
+
+
+def end_pair(db: Session, pair: Pair, *, now: datetime) -> Pair:
+    if pair.ended_at is None:
+        pair.ended_at = now
+        db.execute(
+            update(Participant)
+            .where(Participant.active_pair_id == pair.id)
+            .values(active_pair_id=None)
+            .execution_options(synchronize_session="fetch")
+        )
+    return pair
