@@ -20,7 +20,9 @@ from app.services import participants as participant_service
 from app.services.errors import ServiceError
 from app.settings import ConfigError, Settings, get_settings
 
-cli = typer.Typer(help="Peerline: reciprocal peer support by telephone.", no_args_is_help=True, add_completion=False)
+cli = typer.Typer(
+    help="Peerline: reciprocal peer support by telephone.", no_args_is_help=True, add_completion=False
+)
 db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
 participant_cli = typer.Typer(help="Enrol and list participants.", no_args_is_help=True)
 pair_cli = typer.Typer(help="Make and end pairs.", no_args_is_help=True)
@@ -121,8 +123,15 @@ def participant_add(
     """Enrol a participant; prints the new id on the last line."""
     with session() as (db, settings, vault):
         person = participant_service.enrol(
-            db, vault, name=name, phone=phone, timezone=timezone, quiet_hours=quiet_hours,
-            language=language, region=settings.default_region, now=datetime.now(UTC),
+            db,
+            vault,
+            name=name,
+            phone=phone,
+            timezone=timezone,
+            quiet_hours=quiet_hours,
+            language=language,
+            region=settings.default_region,
+            now=datetime.now(UTC),
         )
         db.commit()
         emit(participant_json(person, vault), as_json, f"enrolled participant {person.id} ({person.name})")
@@ -180,7 +189,7 @@ def phone(
     from app.terminal_phone import TerminalParty
 
     settings = settings_or_fail()
-    typer.echo(f"Calling Peerline from your phone. (h then Enter hangs up)")
+    typer.echo("Calling Peerline from your phone. (h then Enter hangs up)")
     with httpx.Client(timeout=20) as client:
         phone_ = Telephone(
             client,

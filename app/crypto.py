@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 
 def derive_key(secret_key: str, purpose: str) -> bytes:
-    return HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=b"peerline", info=purpose.encode()
-    ).derive(secret_key.encode())
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"peerline", info=purpose.encode()).derive(
+        secret_key.encode()
+    )
 
 
 @dataclass(frozen=True)

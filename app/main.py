@@ -46,10 +46,14 @@ def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAP
     return app
 
 
+_app: FastAPI | None = None
+
+
 def __getattr__(name: str) -> Any:
     # `uvicorn app.main:app` builds the app on first use, after settings are checked
+    global _app
     if name == "app":
-        global app
-        app = create_app()
-        return app
+        if _app is None:
+            _app = create_app()
+        return _app
     raise AttributeError(name)

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
         # plain postgres URLs mean psycopg 3, the driver we ship
         for prefix in ("postgres://", "postgresql://"):
             if value.startswith(prefix):
-                return "postgresql+psycopg://" + value[len(prefix):]
+                return "postgresql+psycopg://" + value[len(prefix) :]
         if not value.startswith(("sqlite", "postgresql+")):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
         return value

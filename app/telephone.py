@@ -79,6 +79,7 @@ class CallRecord:
     statuses: list[int] = field(default_factory=list)
     partner_sid: str | None = None
     recording_sid: str | None = None
+    seconds: int = 30  # time on the line besides the conversation and the message
 
     def verbs(self, tag: str) -> list[ET.Element]:
         return [el for doc in self.responses for el in doc.iter(tag)]
@@ -86,6 +87,10 @@ class CallRecord:
 
 class CallEnded(Exception):
     pass
+
+
+def _text(say: ET.Element) -> str:
+    return " ".join("".join(say.itertext()).split())
 
 
 class Telephone:
@@ -114,7 +119,7 @@ class Telephone:
         if url.startswith("/"):
             url = self.public + url
         signature = self.validator.compute_signature(url, params)
-        target = self.target + url[len(self.public):] if url.startswith(self.public) else url
+        target = self.target + url[len(self.public) :] if url.startswith(self.public) else url
         return self.client.post(target, data=params, headers={"X-Twilio-Signature": signature})
 
     def _twiml(self, url: str, params: dict[str, str]) -> ET.Element:
@@ -148,7 +153,6 @@ class Telephone:
             "ApiVersion": "2010-04-01",
         }
         base.update(extra or {})
-        started = 0
         try:
             doc = self._twiml(url, {**base, "CallStatus": "ringing"})
             record.responses.append(doc)
@@ -156,58 +160,66 @@ class Telephone:
         except CallEnded:
             pass
         if send_final_status:
-            self.status(self.public + "/twilio/status", base, "completed", started + 60)
+            self.status(self.public + "/twilio/status", base, "completed", record.seconds)
         return record
 
     def status(self, url: str, base: dict[str, str], status: str, duration: int | None = None) -> None:
-        params = {**base, "CallStatus": status, "SequenceNumber": str(next(self._seq)),
-                  "Timestamp": time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())}
+        params = {
+            **base,
+            "CallStatus": status,
+            "SequenceNumber": str(next(self._seq)),
+            "Timestamp": time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime()),
+        }
         if duration is not None:
             params["CallDuration"] = str(duration)
         self.post(url, params)
 
-    def _run(self, doc: ET.Element, base: dict[str, str], who: Party, partner: Party, record: CallRecord) -> None:
-        """Carry out one TwiML document; a verb that fetches new TwiML continues with it."""
+    def _run(
+        self, doc: ET.Element, base: dict[str, str], who: Party, partner: Party, record: CallRecord
+    ) -> None:
+        """Carry out TwiML documents until the call ends; a verb that fetches new TwiML continues with it."""
+        current: ET.Element | None = doc
+        while current is not None:
+            current = self._next_document(current, base, who, partner, record)
+            if current is not None:
+                record.responses.append(current)
+
+    def _next_document(
+        self, doc: ET.Element, base: dict[str, str], who: Party, partner: Party, record: CallRecord
+    ) -> ET.Element | None:
         for verb in list(doc):
-            tag = verb.tag
-            if tag == "Say":
-                who.hear(" ".join("".join(verb.itertext()).split()))
-            elif tag == "Gather":
-                for child in verb:
-                    if child.tag == "Say":
-                        who.hear(" ".join("".join(child.itertext()).split()))
+            if verb.tag == "Say":
+                who.hear(_text(verb))
+            elif verb.tag == "Gather":
+                for child in verb.iter("Say"):
+                    who.hear(_text(child))
                 num = verb.get("numDigits")
-                digits = who.keys(verb.get("finishOnKey"), int(num) if num else None)
+                finish = verb.get("finishOnKey")
+                digits = who.keys(finish, int(num) if num else None)
                 if digits == HANG_UP:
                     raise CallEnded
                 if digits:
-                    finish = verb.get("finishOnKey")
                     if finish and digits.endswith(finish):
                         digits = digits[: -len(finish)]
-                    next_doc = self._twiml(verb.get("action", ""), {**base, "Digits": digits, "CallStatus": "in-progress"})
-                    record.responses.append(next_doc)
-                    return self._run(next_doc, base, who, partner, record)
-            elif tag == "Redirect":
-                next_doc = self._twiml((verb.text or "").strip(), {**base, "CallStatus": "in-progress"})
-                record.responses.append(next_doc)
-                return self._run(next_doc, base, who, partner, record)
-            elif tag == "Dial":
-                next_doc = self._dial(verb, base, who, partner, record)
+                    params = {**base, "Digits": digits, "CallStatus": "in-progress"}
+                    return self._twiml(verb.get("action", ""), params)
+            elif verb.tag == "Redirect":
+                return self._twiml((verb.text or "").strip(), {**base, "CallStatus": "in-progress"})
+            elif verb.tag in ("Dial", "Record"):
+                if verb.tag == "Dial":
+                    next_doc = self._dial(verb, base, who, partner, record)
+                else:
+                    next_doc = self._record(verb, base, who, record)
                 if next_doc is None:
                     raise CallEnded
-                record.responses.append(next_doc)
-                return self._run(next_doc, base, who, partner, record)
-            elif tag == "Record":
-                next_doc = self._record(verb, base, who, record)
-                if next_doc is None:
-                    raise CallEnded
-                record.responses.append(next_doc)
-                return self._run(next_doc, base, who, partner, record)
-            elif tag == "Hangup":
+                return next_doc
+            elif verb.tag == "Hangup":
                 raise CallEnded
-        return None
+        raise CallEnded  # the document ran out of verbs: Twilio hangs up
 
-    def _dial(self, dial: ET.Element, base: dict[str, str], caller: Party, partner: Party, record: CallRecord) -> ET.Element | None:
+    def _dial(
+        self, dial: ET.Element, base: dict[str, str], caller: Party, partner: Party, record: CallRecord
+    ) -> ET.Element | None:
         number = dial.find("Number")
         assert number is not None, "a <Dial> without a <Number>"
         child = {
@@ -232,12 +244,18 @@ class Telephone:
             dial_status = "completed"
             if accepted:
                 talked, ended_by = caller.talk()
+                record.seconds += talked
             else:
                 talked = 10  # Twilio counts the whisper itself as time on the partner's leg
         if status_url:
             self.status(status_url, child, "completed" if dial_status == "completed" else dial_status, talked)
-        params = {**base, "CallStatus": "in-progress", "DialCallSid": child["CallSid"],
-                  "DialCallStatus": dial_status, "DialCallDuration": str(talked)}
+        params = {
+            **base,
+            "CallStatus": "in-progress",
+            "DialCallSid": child["CallSid"],
+            "DialCallStatus": dial_status,
+            "DialCallDuration": str(talked),
+        }
         next_doc = self._twiml(dial.get("action", ""), params)
         return None if ended_by == "hangup" else next_doc
 
@@ -251,16 +269,18 @@ class Telephone:
             next_doc = None
             for verb in list(doc):
                 if verb.tag == "Say":
-                    partner.hear(" ".join("".join(verb.itertext()).split()))
+                    partner.hear(_text(verb))
                 elif verb.tag == "Gather":
                     for say in verb.iter("Say"):
-                        partner.hear(" ".join("".join(say.itertext()).split()))
+                        partner.hear(_text(say))
                     num = verb.get("numDigits")
                     digits = partner.keys(verb.get("finishOnKey"), int(num) if num else None)
                     if digits == HANG_UP:
                         return False
                     if digits:
-                        next_doc = self._twiml(verb.get("action", ""), {**child, "Digits": digits, "CallStatus": "in-progress"})
+                        next_doc = self._twiml(
+                            verb.get("action", ""), {**child, "Digits": digits, "CallStatus": "in-progress"}
+                        )
                         break
                 elif verb.tag == "Hangup":
                     return False
@@ -269,11 +289,14 @@ class Telephone:
             doc = next_doc
         return True
 
-    def _record(self, verb: ET.Element, base: dict[str, str], caller: Party, record: CallRecord) -> ET.Element | None:
+    def _record(
+        self, verb: ET.Element, base: dict[str, str], caller: Party, record: CallRecord
+    ) -> ET.Element | None:
         seconds = caller.record()
         if seconds is None:
             return None
         record.recording_sid = new_sid("RE")
+        record.seconds += seconds
         rec = {
             "RecordingSid": record.recording_sid,
             "RecordingUrl": f"https://api.twilio.com/2010-04-01/Accounts/{self.account_sid}/Recordings/{record.recording_sid}",
@@ -281,6 +304,15 @@ class Telephone:
         }
         callback = verb.get("recordingStatusCallback")
         if callback:
-            self.post(callback, {"AccountSid": self.account_sid, "CallSid": base["CallSid"],
-                                 "RecordingStatus": "completed", **rec})
-        return self._twiml(verb.get("action", ""), {**base, **rec, "Digits": "#", "CallStatus": "in-progress"})
+            self.post(
+                callback,
+                {
+                    "AccountSid": self.account_sid,
+                    "CallSid": base["CallSid"],
+                    "RecordingStatus": "completed",
+                    **rec,
+                },
+            )
+        return self._twiml(
+            verb.get("action", ""), {**base, **rec, "Digits": "#", "CallStatus": "in-progress"}
+        )

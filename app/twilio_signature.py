@@ -35,7 +35,9 @@ async def twilio_form(request: Request) -> dict[str, str]:
     signature = request.headers.get("X-Twilio-Signature", "")
     validator = RequestValidator(ctx.settings.twilio_auth_token)
     try:
-        valid = bool(signature) and validator.validate(signed_url(ctx.settings.public_base_url, request), params, signature)
+        valid = bool(signature) and validator.validate(
+            signed_url(ctx.settings.public_base_url, request), params, signature
+        )
     except (TypeError, ValueError):
         valid = False
     if not valid:

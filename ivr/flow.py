@@ -125,8 +125,13 @@ class DialFinished:
 
 
 Effect = (
-    Identified | NoticePlayed | WrongNumber | PartnerInQuietHours | BridgeStarted
-    | PartnerAccepted | DialFinished
+    Identified
+    | NoticePlayed
+    | WrongNumber
+    | PartnerInQuietHours
+    | BridgeStarted
+    | PartnerAccepted
+    | DialFinished
 )
 
 
@@ -167,9 +172,7 @@ def ask_home_number(line: Line, *, first: str | None = None) -> Step:
 # ---------------------------------------------------------------- 2. identify
 
 
-def identify(
-    found: Caller | None, line: Line, *, tries_before: int, locked_out: bool
-) -> Step:
+def identify(found: Caller | None, line: Line, *, tries_before: int, locked_out: bool) -> Step:
     """The caller keyed a home number; `found` is who it belongs to, if anyone."""
     if locked_out:
         return _goodbye(prompts.LOCKED_OUT)
@@ -189,7 +192,9 @@ def identify(
 def connect(caller: Caller, line: Line) -> Step:
     response = VoiceResponse()
     effects: list[Effect] = [Identified(caller.person.id, caller.pair_id)]
-    greeting = prompts.GREETING_NAMED.format(name=caller.person.name) if caller.person.name else prompts.GREETING
+    greeting = (
+        prompts.GREETING_NAMED.format(name=caller.person.name) if caller.person.name else prompts.GREETING
+    )
     say(response, greeting)
     if caller.missed_from_partner == 1:
         say(response, prompts.MISSED_ONCE)
@@ -261,9 +266,7 @@ def whisper_answer(digits: str, line: Line) -> Step:
 # ---------------------------------------------------------------- 6. dial done
 
 
-def dial_done(
-    dial_status: str, talk_seconds: int | None, accepted: bool, line: Line
-) -> Step:
+def dial_done(dial_status: str, talk_seconds: int | None, accepted: bool, line: Line) -> Step:
     response = VoiceResponse()
     say(response, prompts.CALL_ENDED if accepted else prompts.PARTNER_UNREACHED)
     _offer_message(response, line)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 # The treatment notice is versioned: the version a caller heard is stored on the call.
 NOTICE_VERSION = "2026-01"
-NOTICE = (
-    "Please remember. Do not change any medicine or treatment "
-    "without talking to your doctor first."
-)
+NOTICE = "Please remember. Do not change any medicine or treatment without talking to your doctor first."
 
 VOICE = "Polly.Joanna"
 LANGUAGE = "en-US"

@@ -60,6 +60,8 @@ def spoken_time(moment: datetime, today: datetime) -> str:
         part = "in the afternoon"
     else:
         part = "in the evening"
+    if (moment.hour, moment.minute) == (12, 0):
+        clock, part = "12", "noon"
     days = (moment.date() - today.date()).days
     when = "after" if days <= 0 else "tomorrow after" if days == 1 else f"on {moment:%A} after"
     return f"{when} {clock} {part}"

@@ -85,7 +85,9 @@ def inbound(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) ->
         return flow.lost(line)
     raw_from = form.get("From", "")
     e164 = try_normalise(raw_from, ctx.settings.default_region)
-    call.caller_index = call.caller_index or ctx.vault.blind_index(e164 or "withheld:" + raw_from.strip().lower())
+    call.caller_index = call.caller_index or ctx.vault.blind_index(
+        e164 or "withheld:" + raw_from.strip().lower()
+    )
     person = find_by_phone(db, ctx.vault, e164) if e164 else None
     caller = None
     if person is not None and person.status == "active":
@@ -186,7 +188,9 @@ def voice_step(step: str, form: TwilioForm, db: SessionDep, ctx: ContextDep) -> 
 @router.post("/status")
 def status(form: TwilioForm, db: SessionDep, ctx: ContextDep) -> Response:
     return _quietly(
-        db, ctx, form,
+        db,
+        ctx,
+        form,
         lambda: calls.apply_status(db, form, now=ctx.clock(), min_contact=_min_contact(ctx)),
     )
 

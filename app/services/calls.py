@@ -83,14 +83,17 @@ def _missed(db: Session, pair: Pair, me: int, partner: int, exclude: int | None)
         )
     )
     since = max(t for t in (pair.started_at, pair.last_contact_at, my_last) if t is not None)
-    return db.scalar(
-        select(func.count(Call.id)).where(
-            Call.pair_id == pair.id,
-            Call.initiator_id == partner,
-            Call.outcome.in_([str(o) for o in MISSED]),
-            Call.started_at >= since,
+    return (
+        db.scalar(
+            select(func.count(Call.id)).where(
+                Call.pair_id == pair.id,
+                Call.initiator_id == partner,
+                Call.outcome.in_([str(o) for o in MISSED]),
+                Call.started_at >= since,
+            )
         )
-    ) or 0
+        or 0
+    )
 
 
 def is_locked_out(db: Session, caller_index: str, now: datetime) -> bool:
@@ -105,7 +108,9 @@ def is_locked_out(db: Session, caller_index: str, now: datetime) -> bool:
 # ---------------------------------------------------------------- effects
 
 
-def record(db: Session, call: Call, effects: Iterable[flow.Effect], *, now: datetime, min_contact: int) -> None:
+def record(
+    db: Session, call: Call, effects: Iterable[flow.Effect], *, now: datetime, min_contact: int
+) -> None:
     for effect in effects:
         match effect:
             case flow.Identified(participant_id, pair_id):
@@ -115,7 +120,11 @@ def record(db: Session, call: Call, effects: Iterable[flow.Effect], *, now: date
                 call.notice_version = version
             case flow.WrongNumber():
                 call.id_tries += 1
-                db.add(KeyedIdFailure(caller_index=call.caller_index or "", call_sid=call.twilio_call_sid, at=now))
+                db.add(
+                    KeyedIdFailure(
+                        caller_index=call.caller_index or "", call_sid=call.twilio_call_sid, at=now
+                    )
+                )
             case flow.PartnerInQuietHours(partner_id):
                 call.callee_id = partner_id
                 call.outcome = flow.Outcome.QUIET_HOURS
@@ -164,8 +173,10 @@ def refresh_outcome(db: Session, call: Call, min_contact: int) -> None:
     call.duration_seconds = talk if call.accepted_at is not None else 0
     if outcome == flow.Outcome.CONTACT and call.pair_id is not None:
         pair = db.get(Pair, call.pair_id)
-        if pair is not None and call.accepted_at is not None and (
-            pair.last_contact_at is None or pair.last_contact_at < call.accepted_at
+        if (
+            pair is not None
+            and call.accepted_at is not None
+            and (pair.last_contact_at is None or pair.last_contact_at < call.accepted_at)
         ):
             pair.last_contact_at = call.accepted_at
 

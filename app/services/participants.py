@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -92,7 +93,7 @@ def make_pair(db: Session, a_id: int, b_id: int, *, now: datetime) -> Pair:
     db.add(pair)
     db.flush()
     # conditional update: only one of two concurrent pairings can claim a participant
-    claimed = db.execute(
+    result = db.execute(
         update(Participant)
         .where(
             Participant.id.in_([a_id, b_id]),
@@ -101,8 +102,8 @@ def make_pair(db: Session, a_id: int, b_id: int, *, now: datetime) -> Pair:
         )
         .values(active_pair_id=pair.id)
         .execution_options(synchronize_session=False)
-    ).rowcount
-    if claimed != 2:
+    )
+    if cast("CursorResult[Any]", result).rowcount != 2:
         raise Conflict("one of these participants was paired meanwhile")
     for person in people:
         db.refresh(person)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install and run the whole suite: SQLite always, PostgreSQL too when 127.0.0.1:5432 answers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/_venv.sh
+ensure_venv
+
+if [ -z "${TEST_DATABASE_URL:-}" ] && .venv/bin/python - <<'PY' 2>/dev/null
+import socket, sys
+s = socket.socket(); s.settimeout(1)
+sys.exit(0 if s.connect_ex(("127.0.0.1", 5432)) == 0 else 1)
+PY
+then
+  export TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/test"
+  echo "PostgreSQL answers: the suite runs on SQLite and PostgreSQL"
+else
+  echo "${TEST_DATABASE_URL:+TEST_DATABASE_URL set: SQLite and PostgreSQL}${TEST_DATABASE_URL:-no PostgreSQL: the suite runs on SQLite only}"
+fi
+
+.venv/bin/ruff check ivr app tests scripts
+.venv/bin/mypy
+# pytest exits 5 when it ran no test: that is a failure here too
+.venv/bin/pytest "$@"

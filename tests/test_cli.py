@@ -1,0 +1,82 @@
+"""The command line: what it prints, and one readable line with exit 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app import settings as settings_module
+from app.cli import cli
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/cli.db")
+    monkeypatch.setenv("SECRET_KEY", "cli-test-secret-key-cli-test-secret-key")
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "cli-token")
+    settings_module.get_settings.cache_clear()
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+
+
+def add(name: str, phone: str, *extra: str) -> tuple[int, str]:
+    result = runner.invoke(cli, ["participant", "add", "--name", name, "--phone", phone, *extra])
+    return result.exit_code, result.output
+
+
+def test_participant_add_prints_the_new_id_on_the_last_line() -> None:
+    code, out = add("Ana", "(617) 555-0101", "--timezone", "America/New_York", "--quiet-hours", "21:00-09:00")
+    assert code == 0
+    assert out.strip().splitlines()[-1] == "1"
+
+
+def test_participant_add_json_prints_the_whole_record() -> None:
+    _, out = add("Ana", "617 555 0101", "--json")
+    record = json.loads(out)
+    assert record["phone"] == "+16175550101" and record["status"] == "active"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--phone", "12345"], "phone"),
+        (["--phone", "617 555 0101", "--timezone", "Mars/Base"], "timezone"),
+        (["--phone", "617 555 0101", "--quiet-hours", "late"], "quiet_hours"),
+    ],
+)
+def test_participant_add_rejects_bad_input_with_one_line(args: list[str], message: str) -> None:
+    result = runner.invoke(cli, ["participant", "add", "--name", "X", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_enrolling_the_same_number_twice_is_refused() -> None:
+    add("Ana", "617 555 0101")
+    code, out = add("Ana again", "+1 617-555-0101")
+    assert code == 2 and "already enrolled" in out
+
+
+def test_pair_add_and_its_refusals() -> None:
+    for name, number in (("Ana", "6175550101"), ("Bea", "6175550102"), ("Cal", "6175550103")):
+        add(name, number)
+    ok = runner.invoke(cli, ["pair", "add", "1", "2"])
+    assert ok.exit_code == 0 and ok.output.strip().splitlines()[-1] == "1"
+    for args, message in (
+        (["1", "3"], "already in pair"),
+        (["3", "3"], "themselves"),
+        (["3", "9"], "does not exist"),
+    ):
+        result = runner.invoke(cli, ["pair", "add", *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_help_lists_the_commands() -> None:
+    out = runner.invoke(cli, ["--help"]).output
+    for command in ("db", "serve", "participant", "pair", "phone"):
+        assert command in out

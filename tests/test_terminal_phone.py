@@ -1,0 +1,125 @@
+"""`peerline phone` against a real running `peerline serve`, as a new user would use it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.models import Call
+from app.telephone import Telephone
+from app.terminal_phone import TerminalParty
+from tests.conftest import ANA, Programme
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[dict[str, str]]:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/live.db",
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "SCHEDULER_ENABLED": "false",
+        "PEERLINE_DEV_SECRETS": str(tmp_path / "secrets.json"),
+    }
+    env.pop("SECRET_KEY", None)
+    env.pop("TWILIO_AUTH_TOKEN", None)
+    peerline = str(BIN / "peerline")
+    subprocess.run([peerline, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=tmp_path)
+    for name, number in (("Ana", "(617) 555-0101"), ("Bea", "617 555 0102")):
+        subprocess.run(
+            [peerline, "participant", "add", "--name", name, "--phone", number],
+            env=env,
+            check=True,
+            capture_output=True,
+            cwd=tmp_path,
+        )
+    subprocess.run(
+        [peerline, "pair", "add", "1", "2"], env=env, check=True, capture_output=True, cwd=tmp_path
+    )
+    server = subprocess.Popen(
+        [peerline, "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield env
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_a_new_user_calls_their_partner_from_the_terminal(served: dict[str, str], tmp_path: Path) -> None:
+    # caller: (answer nothing until) partner rings -> partner answers, presses 1,
+    # they talk, partner hangs up, 75 seconds; caller presses 1 and leaves a message
+    keys = "\n".join(["", "1", "", "75", "1", "", ""]) + "\n"
+    result = subprocess.run(
+        [str(BIN / "peerline"), "phone", "--from", "+16175550101"],
+        input=keys,
+        env=served,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    assert "Hello, Ana" in out
+    assert "Do not change any medicine" in out
+    assert "partner's phone is ringing" in out
+    assert "Your Peerline partner is calling" in out
+    assert "Your care team will get your message" in out
+    assert "6175550102" not in out.replace("-", "").replace(" ", "")
+
+    calls = subprocess.run(
+        [
+            str(BIN / "python"),
+            "-c",
+            (
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]);"
+                "print(c.execute('select outcome, duration_seconds from call').fetchall());"
+                "print(c.execute('select count(*) from care_team_message').fetchone()[0])"
+            ),
+            str(tmp_path / "live.db"),
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    assert calls == ["[('contact', 75)]", "1"]
+
+
+def test_the_terminal_party_turns_typed_lines_into_keys(
+    phone: Telephone, programme: Programme, ana_and_bea: tuple[int, int, int]
+) -> None:
+    lines = iter(["", "2"])  # the partner answers, then presses 2: declined
+    caller_lines = iter(["h"])  # then the caller hangs up at the message offer
+    phone.call(
+        ANA,
+        TerminalParty("you", lambda _p: next(caller_lines)),
+        TerminalParty("partner", lambda _p: next(lines)),
+    )
+    (row,) = programme.rows(Call)
+    assert row.outcome == "declined"
