@@ -210,3 +210,7 @@ def phone(
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     cli()
+
+
+if __name__ == "__main__":
+    main()

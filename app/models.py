@@ -89,7 +89,11 @@ class Pair(Base):
 
 class Call(Base):
     __tablename__ = "call"
-    __table_args__ = (Index("ix_call_pair_started", "pair_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_call_pair_started", "pair_id", "started_at"),
+        # who called whom lately, per pair: missed attempts and the last call of each partner
+        Index("ix_call_pair_initiator_started", "pair_id", "initiator_id", "started_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     twilio_call_sid: Mapped[str] = mapped_column(String(64), unique=True)

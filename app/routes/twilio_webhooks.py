@@ -10,13 +10,13 @@ import logging
 import re
 from collections.abc import Callable
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from twilio.twiml.voice_response import VoiceResponse
 
 import ivr.flow as flow
-from app.context import Context, ContextDep
-from app.db import SessionDep
+from app.context import Context, get_context
 from app.models import Call
 from app.services import calls
 from app.services.participants import find_by_phone
@@ -34,6 +34,7 @@ def twiml(response: flow.Step | VoiceResponse) -> Response:
 
 
 def _answer(db: Session, ctx: Context, form: dict[str, str], handler: Handler) -> Response:
+    """One transaction: load facts, decide, record, commit; then the TwiML goes back."""
     try:
         line = flow.Line(flow.Urls(ctx.settings.public_base_url), ctx.settings.programme_number, ctx.clock())
         result = handler(db, ctx, line, form)
@@ -45,7 +46,7 @@ def _answer(db: Session, ctx: Context, form: dict[str, str], handler: Handler) -
         return twiml(flow.apology(ctx.settings.support_phone_number))
 
 
-def _quietly(db: Session, ctx: Context, form: dict[str, str], work: Callable[[], None]) -> Response:
+def _quietly(db: Session, work: Callable[[], None]) -> Response:
     """Status and recording callbacks: always an empty <Response/>, whatever happens."""
     try:
         work()
@@ -92,7 +93,9 @@ def inbound(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) ->
     caller = None
     if person is not None and person.status == "active":
         caller = calls.caller_facts(db, ctx.vault, person, exclude_call_id=call.id)
-    step = flow.inbound(caller, line, locked_out=calls.is_locked_out(db, call.caller_index, line.now))
+    # the lockout matters only to a caller we must ask for a number
+    locked = caller is None and calls.is_locked_out(db, call.caller_index, line.now)
+    step = flow.inbound(caller, line, locked_out=locked)
     calls.record(db, call, step.effects, now=line.now, min_contact=_min_contact(ctx))
     return step
 
@@ -106,7 +109,7 @@ def identify(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) -
     caller = None
     if person is not None and person.status == "active":
         caller = calls.caller_facts(db, ctx.vault, person, exclude_call_id=call.id)
-    locked = calls.is_locked_out(db, call.caller_index or "", line.now)
+    locked = caller is None and calls.is_locked_out(db, call.caller_index or "", line.now)
     step = flow.identify(caller, line, tries_before=call.id_tries, locked_out=locked)
     calls.record(db, call, step.effects, now=line.now, min_contact=_min_contact(ctx))
     return step
@@ -173,28 +176,47 @@ STEPS: dict[str, Handler] = {
 
 
 # ---------------------------------------------------------------- routes
+#
+# The routes are async and hand the whole request to one worker thread: a sync route
+# with a sync session dependency costs a thread hop each, and Twilio is waiting.
+
+
+async def _in_transaction(
+    request: Request, form: dict[str, str], work: Callable[[Session, Context], Response]
+) -> Response:
+    ctx = get_context(request)
+
+    def run() -> Response:
+        with request.app.state.sessionmaker() as db:
+            return work(db, ctx)
+
+    return await run_in_threadpool(run)
 
 
 @router.post("/voice")
-def voice(form: TwilioForm, db: SessionDep, ctx: ContextDep) -> Response:
-    return _answer(db, ctx, form, inbound)
+async def voice(form: TwilioForm, request: Request) -> Response:
+    return await _in_transaction(request, form, lambda db, ctx: _answer(db, ctx, form, inbound))
 
 
 @router.post("/voice/{step}")
-def voice_step(step: str, form: TwilioForm, db: SessionDep, ctx: ContextDep) -> Response:
-    return _answer(db, ctx, form, STEPS.get(step, lost))
+async def voice_step(step: str, form: TwilioForm, request: Request) -> Response:
+    handler = STEPS.get(step, lost)
+    return await _in_transaction(request, form, lambda db, ctx: _answer(db, ctx, form, handler))
 
 
 @router.post("/status")
-def status(form: TwilioForm, db: SessionDep, ctx: ContextDep) -> Response:
-    return _quietly(
-        db,
-        ctx,
+async def status(form: TwilioForm, request: Request) -> Response:
+    return await _in_transaction(
+        request,
         form,
-        lambda: calls.apply_status(db, form, now=ctx.clock(), min_contact=_min_contact(ctx)),
+        lambda db, ctx: _quietly(
+            db, lambda: calls.apply_status(db, form, now=ctx.clock(), min_contact=_min_contact(ctx))
+        ),
     )
 
 
 @router.post("/recording")
-def recording(form: TwilioForm, db: SessionDep, ctx: ContextDep) -> Response:
-    return _quietly(db, ctx, form, lambda: calls.record_message(db, form, now=ctx.clock()))
+async def recording(form: TwilioForm, request: Request) -> Response:
+    return await _in_transaction(
+        request, form, lambda db, ctx: _quietly(db, lambda: calls.record_message(db, form, now=ctx.clock()))
+    )

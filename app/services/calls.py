@@ -6,12 +6,12 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 import ivr.flow as flow
 from app.crypto import PhoneVault
-from app.models import Call, CareTeamMessage, KeyedIdFailure, Pair, Participant
+from app.models import Call, CareTeamMessage, KeyedIdFailure, Pair, Participant, UTCDateTime
 from app.services.upsert import insert_ignore
 from ivr.quiet_hours import InvalidQuietHours, QuietHours
 
@@ -29,21 +29,27 @@ def _rank(status: str | None) -> int:
     return 4 if status in TERMINAL else _RANK.get(status, -1)
 
 
-def open_call(db: Session, sid: str, *, now: datetime, kind: str = "peer") -> Call:
+def open_call(
+    db: Session, sid: str, *, now: datetime, kind: str = "peer", caller_index: str | None = None
+) -> Call:
     """The call's row, created on first sight; a repeated webhook finds the same row."""
-    insert_ignore(
-        db,
-        Call,
-        {"twilio_call_sid": sid, "kind": kind, "started_at": now, "outcome": "in_progress", "id_tries": 0},
-        ["twilio_call_sid"],
-    )
-    call = db.scalar(select(Call).where(Call.twilio_call_sid == sid).with_for_update())
+    values = {
+        "twilio_call_sid": sid,
+        "kind": kind,
+        "started_at": now,
+        "outcome": "in_progress",
+        "id_tries": 0,
+    }
+    if caller_index is not None:
+        values["caller_index"] = caller_index
+    insert_ignore(db, Call, values, ["twilio_call_sid"])
+    call = db.scalar(_FIND_CALL, {"sid": sid})
     assert call is not None
     return call
 
 
 def find_call(db: Session, sid: str) -> Call | None:
-    return db.scalar(select(Call).where(Call.twilio_call_sid == sid).with_for_update())
+    return db.scalar(_FIND_CALL, {"sid": sid})
 
 
 # ---------------------------------------------------------------- facts for ivr
@@ -75,33 +81,40 @@ def caller_facts(
     return flow.Caller(me, pair.id, partner, _missed(db, pair, person.id, other.id, exclude_call_id))
 
 
+# Built once: on the hot path of every inbound call, building the statement costs more
+# than running it.
+_MY_LAST_CALL = (
+    select(func.max(Call.started_at))
+    .where(
+        Call.pair_id == bindparam("pair"),
+        Call.initiator_id == bindparam("me"),
+        Call.id != bindparam("exclude"),
+    )
+    .scalar_subquery()
+)
+_MISSED_SINCE = select(func.count(Call.id)).where(
+    Call.pair_id == bindparam("pair"),
+    Call.initiator_id == bindparam("partner"),
+    Call.outcome.in_([str(o) for o in MISSED]),
+    Call.started_at >= bindparam("since", type_=UTCDateTime()),
+    Call.started_at >= func.coalesce(_MY_LAST_CALL, bindparam("since", type_=UTCDateTime())),
+)
+_FIND_CALL = select(Call).where(Call.twilio_call_sid == bindparam("sid")).with_for_update()
+_FAILURES = select(func.count(KeyedIdFailure.id)).where(
+    KeyedIdFailure.caller_index == bindparam("caller"),
+    KeyedIdFailure.at > bindparam("after", type_=UTCDateTime()),
+)
+
+
 def _missed(db: Session, pair: Pair, me: int, partner: int, exclude: int | None) -> int:
     """Partner's attempts since we last talked or since I last called: they are told next time."""
-    my_last = db.scalar(
-        select(func.max(Call.started_at)).where(
-            Call.pair_id == pair.id, Call.initiator_id == me, Call.id != (exclude or -1)
-        )
-    )
-    since = max(t for t in (pair.started_at, pair.last_contact_at, my_last) if t is not None)
-    return (
-        db.scalar(
-            select(func.count(Call.id)).where(
-                Call.pair_id == pair.id,
-                Call.initiator_id == partner,
-                Call.outcome.in_([str(o) for o in MISSED]),
-                Call.started_at >= since,
-            )
-        )
-        or 0
-    )
+    since = max(t for t in (pair.started_at, pair.last_contact_at) if t is not None)
+    params = {"pair": pair.id, "me": me, "partner": partner, "exclude": exclude or -1, "since": since}
+    return db.scalar(_MISSED_SINCE, params) or 0
 
 
 def is_locked_out(db: Session, caller_index: str, now: datetime) -> bool:
-    failures = db.scalar(
-        select(func.count(KeyedIdFailure.id)).where(
-            KeyedIdFailure.caller_index == caller_index, KeyedIdFailure.at > now - LOCKOUT_WINDOW
-        )
-    )
+    failures = db.scalar(_FAILURES, {"caller": caller_index, "after": now - LOCKOUT_WINDOW})
     return (failures or 0) >= LOCKOUT_FAILURES
 
 

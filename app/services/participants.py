@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -76,8 +76,11 @@ def get(db: Session, participant_id: int) -> Participant:
     return participant
 
 
+_BY_INDEX = select(Participant).where(Participant.phone_index == bindparam("index"))
+
+
 def find_by_phone(db: Session, vault: PhoneVault, e164: str) -> Participant | None:
-    return db.scalar(select(Participant).where(Participant.phone_index == vault.blind_index(e164)))
+    return db.scalar(_BY_INDEX, {"index": vault.blind_index(e164)})
 
 
 def make_pair(db: Session, a_id: int, b_id: int, *, now: datetime) -> Pair:

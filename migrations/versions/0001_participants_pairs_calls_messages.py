@@ -114,6 +114,9 @@ def upgrade() -> None:
     with op.batch_alter_table("call", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_call_initiator_id"), ["initiator_id"], unique=False)
         batch_op.create_index("ix_call_pair_started", ["pair_id", "started_at"], unique=False)
+        batch_op.create_index(
+            "ix_call_pair_initiator_started", ["pair_id", "initiator_id", "started_at"], unique=False
+        )
 
     op.create_table(
         "care_team_message",
@@ -149,6 +152,7 @@ def downgrade() -> None:
 
     op.drop_table("care_team_message")
     with op.batch_alter_table("call", schema=None) as batch_op:
+        batch_op.drop_index("ix_call_pair_initiator_started")
         batch_op.drop_index("ix_call_pair_started")
         batch_op.drop_index(batch_op.f("ix_call_initiator_id"))
 
