@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -28,7 +29,9 @@ participant_cli = typer.Typer(help="Enrol and list participants.", no_args_is_he
 pair_cli = typer.Typer(help="Make and end pairs.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(participant_cli, name="participant")
+reminders_cli = typer.Typer(help="Reminder calls for quiet pairs.", no_args_is_help=True)
 cli.add_typer(pair_cli, name="pair")
+cli.add_typer(reminders_cli, name="reminders")
 
 
 def fail(message: str) -> NoReturn:
@@ -159,6 +162,75 @@ def pair_add(
         pair = participant_service.make_pair(db, first, second, now=datetime.now(UTC))
         db.commit()
         emit(pair_json(pair), as_json, f"paired participants {first} and {second} as pair {pair.id}")
+
+
+# ---------------------------------------------------------------- reminders
+
+
+@reminders_cli.command("run")
+def reminders_run() -> None:
+    """One reminder sweep, then exit (0 also when another sweep holds the work)."""
+    from app.context import Context, system_clock
+    from app.scheduler import run_sweep
+    from app.services.policy import Policy
+
+    settings = settings_or_fail()
+    engine = make_engine(settings.database_url)
+    try:
+        ctx = Context(
+            settings,
+            PhoneVault.from_secret(settings.secret_key),
+            system_clock,
+            Policy.from_settings(settings),
+        )
+        report = run_sweep(make_sessionmaker(engine), ctx)
+    except Exception as exc:
+        fail(f"reminder sweep failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    finally:
+        engine.dispose()
+    typer.echo(f"reminder sweep: {report}")
+
+
+@cli.command("fake-twilio")
+def fake_twilio(
+    port: Annotated[int, typer.Option(help="port for the fake Calls API")] = 8099,
+    answer: Annotated[bool, typer.Option(help="ring this terminal for each call placed")] = True,
+) -> None:
+    """A local fake of Twilio's Calls API; set TWILIO_API_URL=http://127.0.0.1:PORT to use it."""
+    import httpx
+    import uvicorn
+
+    from app.fake_twilio import FakeTwilio, PlacedCall, create_fake_twilio
+    from app.telephone import Telephone
+    from app.terminal_phone import TerminalParty
+    from ivr.phone import masked
+
+    settings = settings_or_fail()
+    fake = FakeTwilio()
+    ringing = threading.Lock()
+
+    def ring(call: PlacedCall) -> None:
+        with ringing, httpx.Client(timeout=20) as client:
+            typer.secho(f"\n☎  Peerline is calling {masked(call.to)} (a reminder)", fg=typer.colors.YELLOW)
+            phone_ = Telephone(
+                client,
+                public_base_url=settings.public_base_url,
+                auth_token=settings.twilio_auth_token,
+                programme_number=settings.programme_number,
+            )
+            phone_.answer(
+                call.sid,
+                call.to,
+                call.url,
+                TerminalParty("you"),
+                TerminalParty("partner"),
+                status_callback=call.status_callback,
+            )
+            typer.echo("The reminder call has ended.")
+
+    fake.on_call = ring if answer else None
+    typer.echo(f"Fake Twilio listening on http://127.0.0.1:{port} (set TWILIO_API_URL to it)")
+    uvicorn.run(create_fake_twilio(fake), host="127.0.0.1", port=port, log_level="warning")
 
 
 # ---------------------------------------------------------------- serve and phone

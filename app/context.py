@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from app.crypto import PhoneVault
+from app.services.policy import Policy
 from app.settings import Settings
 
 Clock = Callable[[], datetime]
@@ -24,6 +25,7 @@ class Context:
     settings: Settings
     vault: PhoneVault
     clock: Clock = system_clock
+    policy: Policy = field(default_factory=Policy)
 
 
 def get_context(request: Request) -> Context:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,20 +15,36 @@ from app.context import Context, system_clock
 from app.crypto import PhoneVault
 from app.db import make_engine, make_sessionmaker
 from app.routes import twilio_webhooks
+from app.services.policy import Policy
 from app.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAPI:
     settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        scheduler = None
+        if settings.scheduler_enabled:
+            from app.scheduler import start_scheduler
+
+            scheduler = start_scheduler(app.state.sessionmaker, app.state.context)
+        yield
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+
     app = FastAPI(
         title="Peerline",
         version="0.1.0",
         description="Reciprocal peer support by telephone: webhooks, admin API and console.",
+        lifespan=lifespan,
     )
     engine = make_engine(settings.database_url, **engine_kwargs)
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
-    app.state.context = Context(settings, PhoneVault.from_secret(settings.secret_key), system_clock)
+    app.state.context = Context(
+        settings, PhoneVault.from_secret(settings.secret_key), system_clock, Policy.from_settings(settings)
+    )
     app.include_router(twilio_webhooks.router)
 
     @app.get("/healthz", tags=["health"])

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -81,6 +82,9 @@ class Pair(Base):
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
     last_contact_at: Mapped[datetime | None]
+    # start of the next quiet period that has no reminders yet; kept up to date on every
+    # contact so the sweep reads an index instead of call history
+    next_reminder_at: Mapped[datetime | None] = mapped_column(index=True)
     notes: Mapped[str] = mapped_column(Text, default="")
 
     def partner_of(self, participant_id: int) -> int:
@@ -120,6 +124,7 @@ class Call(Base):
     partner_call_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
     partner_status: Mapped[str | None] = mapped_column(String(16))
     partner_seconds: Mapped[int | None]
+    reminder_id: Mapped[int | None] = mapped_column(ForeignKey("reminder.id"))
 
 
 class CareTeamMessage(Base):
@@ -146,3 +151,43 @@ class KeyedIdFailure(Base):
     caller_index: Mapped[str] = mapped_column(String(64))
     call_sid: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime]
+
+
+class Reminder(Base):
+    """One reminder per participant per quiet period: the unique key makes it exactly once."""
+
+    __tablename__ = "reminder"
+    __table_args__ = (
+        UniqueConstraint("participant_id", "period_start", name="uq_reminder_participant_period"),
+        Index("ix_reminder_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"))
+    pair_id: Mapped[int] = mapped_column(ForeignKey("pair.id"), index=True)
+    period_start: Mapped[datetime]
+    # pending -> placing -> calling -> answered | machine | unanswered; or cancelled,
+    # superseded, failed, unknown (placement outcome not known: never re-sent blindly)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    call_sid: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class AttentionFlag(Base):
+    """A pair quiet for two periods in a row, for staff to reach out to."""
+
+    __tablename__ = "attention_flag"
+    __table_args__ = (UniqueConstraint("pair_id", "period_start", name="uq_attention_flag_pair_period"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pair_id: Mapped[int] = mapped_column(ForeignKey("pair.id"), index=True)
+    period_start: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(200))
+    raised_at: Mapped[datetime]
+    cleared_at: Mapped[datetime | None]
+    cleared_by: Mapped[str | None] = mapped_column(String(254))
+    note: Mapped[str | None] = mapped_column(Text)

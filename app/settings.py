@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ivr.phone import InvalidPhoneNumber, normalise
+from ivr.quiet_hours import InvalidQuietHours, QuietHours
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class Settings(BaseSettings):
     support_phone_number: str | None = None
     min_contact_seconds: int = Field(default=60, ge=0)
     contact_period_days: int = Field(default=7, ge=1)
+    reminder_hours: str = "10:00-19:00"
     log_level: str = "INFO"
 
     @field_validator("public_base_url", "twilio_api_url")
@@ -53,6 +55,14 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("reminder_hours")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        try:
+            return str(QuietHours.parse(value))
+        except InvalidQuietHours as exc:
+            raise ValueError(str(exc).replace("quiet hours", "reminder hours")) from exc
 
     @field_validator("default_region")
     @classmethod

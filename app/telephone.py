@@ -163,6 +163,47 @@ class Telephone:
             self.status(self.public + "/twilio/status", base, "completed", record.seconds)
         return record
 
+    def answer(
+        self,
+        sid: str,
+        to: str,
+        url: str,
+        callee: Party,
+        partner: Party | None = None,
+        *,
+        status_callback: str | None = None,
+        answered_by: str = "human",
+        unanswered: str = "no-answer",
+    ) -> CallRecord:
+        """Play the phone Peerline rings (a reminder): Twilio's side of an outbound call."""
+        record = CallRecord(sid)
+        base = {
+            "AccountSid": self.account_sid,
+            "CallSid": sid,
+            "From": self.programme_number,
+            "To": to,
+            "Direction": "outbound-api",
+            "ApiVersion": "2010-04-01",
+        }
+        if status_callback:
+            self.status(status_callback, base, "initiated")
+            self.status(status_callback, base, "ringing")
+        if not callee.ring():
+            if status_callback:
+                self.status(status_callback, base, unanswered, 0)
+            return record
+        if status_callback:
+            self.status(status_callback, base, "in-progress")
+        try:
+            doc = self._twiml(url, {**base, "CallStatus": "in-progress", "AnsweredBy": answered_by})
+            record.responses.append(doc)
+            self._run(doc, base, callee, partner or Scripted(answers=False), record)
+        except CallEnded:
+            pass
+        if status_callback:
+            self.status(status_callback, base, "completed", record.seconds)
+        return record
+
     def status(self, url: str, base: dict[str, str], status: str, duration: int | None = None) -> None:
         params = {
             **base,

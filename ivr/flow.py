@@ -11,6 +11,7 @@ effects to record, as data. Nothing here touches a database or the web.
   6. dial_done        the caller is still on the line: say how it ended, offer a message
   7. message          record a message for the care team
   8. outcome          what a finished call counts as (contact, short, declined, ...)
+  9. reminder         an outbound reminder call: "press 1 to talk now", then 3-4 as above
 """
 
 from __future__ import annotations
@@ -124,6 +125,11 @@ class DialFinished:
     talk_seconds: int | None
 
 
+@dataclass(frozen=True)
+class MachineAnswered:
+    """A reminder reached an answering machine: it heard the short message and nothing else."""
+
+
 Effect = (
     Identified
     | NoticePlayed
@@ -132,6 +138,7 @@ Effect = (
     | BridgeStarted
     | PartnerAccepted
     | DialFinished
+    | MachineAnswered
 )
 
 
@@ -189,13 +196,12 @@ def identify(found: Caller | None, line: Line, *, tries_before: int, locked_out:
 # ---------------------------------------------------------------- 3. connect
 
 
-def connect(caller: Caller, line: Line) -> Step:
+def connect(caller: Caller, line: Line, *, greet: bool = True) -> Step:
     response = VoiceResponse()
     effects: list[Effect] = [Identified(caller.person.id, caller.pair_id)]
-    greeting = (
-        prompts.GREETING_NAMED.format(name=caller.person.name) if caller.person.name else prompts.GREETING
-    )
-    say(response, greeting)
+    if greet:
+        name = caller.person.name
+        say(response, prompts.GREETING_NAMED.format(name=name) if name else prompts.GREETING)
     if caller.missed_from_partner == 1:
         say(response, prompts.MISSED_ONCE)
     elif caller.missed_from_partner > 1:
@@ -301,6 +307,29 @@ def record_message(line: Line) -> Step:
 
 def message_done() -> Step:
     return _goodbye(prompts.MESSAGE_THANKS)
+
+
+# ---------------------------------------------------------------- 9. reminder
+
+
+def reminder(person: Person | None, answered_by: str, line: Line) -> Step:
+    """Twilio answered our reminder call; `answered_by` comes from machine detection."""
+    if answered_by.startswith(("machine", "fax")):
+        step = _goodbye(prompts.REMINDER_MACHINE)
+        step.effects.append(MachineAnswered())
+        return step
+    if person is None:
+        return _goodbye(prompts.GOODBYE)
+    response = VoiceResponse()
+    say(response, prompts.REMINDER_GREETING.format(name=person.name), prompts.REMINDER)
+    ask(response, prompts.REMINDER_ASK, line.urls.step("reminder-answer"), on_silence=prompts.REMINDER_LATER)
+    return Step(response)
+
+
+def reminder_answer(digits: str, caller: Caller | None, line: Line) -> Step:
+    if digits.strip() != "1" or caller is None:
+        return _goodbye(prompts.REMINDER_LATER)
+    return connect(caller, line, greet=False)
 
 
 # ---------------------------------------------------------------- trouble

@@ -45,3 +45,12 @@ GOODBYE = "Thank you for calling Peerline. Goodbye."
 LOST = "Sorry. Something went wrong with this call."
 APOLOGY = "We are sorry. Peerline cannot connect your call right now. Please try again later."
 SUPPORT = "To reach your care team, call {digits}."
+
+REMINDER_GREETING = "Hello, {name}. This is Peerline."
+REMINDER = "You and your partner have not talked in a while."
+REMINDER_ASK = "To talk to your partner now, press 1."
+REMINDER_LATER = "Please call your partner soon, at the Peerline number. Goodbye."
+# an answering machine may be heard by anyone: no condition, no person
+REMINDER_MACHINE = (
+    "Hello. This is a friendly reminder from Peerline. Please call us back when you can. Goodbye."
+)

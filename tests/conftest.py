@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, select, text
@@ -18,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from app.crypto import PhoneVault
 from app.db import make_engine
+from app.fake_twilio import FakeTwilio, create_fake_twilio
 from app.main import create_app
 from app.models import Base, Call, Pair
 from app.services import participants
@@ -226,3 +231,49 @@ def ana_and_bea(programme: Programme) -> tuple[int, int, int]:
 @pytest.fixture
 def vault() -> PhoneVault:
     return PhoneVault.from_secret(SECRET)
+
+
+# ---------------------------------------------------------------- a local fake of Twilio's Calls API
+
+
+class ServerThread:
+    """A uvicorn server for a test, on a free loopback port, stopped at the end."""
+
+    def __init__(self, asgi: FastAPI) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.server = uvicorn.Server(
+            uvicorn.Config(asgi, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                break
+            time.sleep(0.02)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def fake_twilio_server() -> Iterator[ServerThread]:
+    server = ServerThread(create_fake_twilio(FakeTwilio()))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_twilio(fake_twilio_server: ServerThread) -> Iterator[FakeTwilio]:
+    fake: FakeTwilio = fake_twilio_server.server.config.app.state.fake
+    fake.calls.clear()
+    fake.failures.clear()
+    fake.on_call = None
+    yield fake
+    fake.on_call = None

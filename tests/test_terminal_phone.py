@@ -123,3 +123,58 @@ def test_the_terminal_party_turns_typed_lines_into_keys(
     )
     (row,) = programme.rows(Call)
     assert row.outcome == "declined"
+
+
+def test_a_reminder_call_rings_the_terminal_through_the_fake_twilio(
+    served: dict[str, str], tmp_path: Path
+) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "live.db")
+    db.execute("UPDATE pair SET started_at = datetime('now', '-8 days'), next_reminder_at = NULL")
+    db.commit()
+    port = _free_port()
+    env = {**served, "TWILIO_API_URL": f"http://127.0.0.1:{port}", "REMINDER_HOURS": "00:00-23:59"}
+    # the person answers the first reminder (Enter), presses 1, Bea's phone rings, she answers and
+    # presses 1, they talk 90 s; then the second reminder rings and goes unanswered (n)
+    keys = "\n".join(["", "1", "", "1", "", "90", "h", "n"]) + "\n"
+    fake = subprocess.Popen(
+        [str(BIN / "peerline"), "fake-twilio", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/docs")
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert fake.stdin is not None
+        fake.stdin.write(keys)
+        fake.stdin.flush()
+        run = subprocess.run(
+            [str(BIN / "peerline"), "reminders", "run"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "placed 2" in run.stdout, run.stdout + run.stderr
+        deadline = time.monotonic() + 20
+        rows: list[tuple[str, str]] = []
+        while time.monotonic() < deadline:
+            rows = db.execute("SELECT outcome, kind FROM call ORDER BY id").fetchall()
+            if len(rows) == 2 and all(r[0] != "in_progress" for r in rows):
+                break
+            time.sleep(0.2)
+    finally:
+        fake.terminate()
+        out = fake.communicate(timeout=10)[0]
+    assert "Peerline is calling" in out and "have not talked in a while" in out
+    assert sorted(rows) == [("contact", "reminder"), ("no_answer", "reminder")]

@@ -17,9 +17,10 @@ from twilio.twiml.voice_response import VoiceResponse
 
 import ivr.flow as flow
 from app.context import Context, get_context
-from app.models import Call
+from app.models import Call, Participant
 from app.services import calls
 from app.services.participants import find_by_phone
+from app.services.policy import Policy
 from app.twilio_signature import TwilioForm
 from ivr.phone import try_normalise
 
@@ -73,8 +74,8 @@ def _call(db: Session, form: dict[str, str], line: flow.Line) -> Call | None:
     return calls.open_call(db, sid, now=line.now) if sid else None
 
 
-def _min_contact(ctx: Context) -> int:
-    return ctx.settings.min_contact_seconds
+def _policy(ctx: Context) -> Policy:
+    return ctx.policy
 
 
 # ---------------------------------------------------------------- steps
@@ -96,7 +97,7 @@ def inbound(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) ->
     # the lockout matters only to a caller we must ask for a number
     locked = caller is None and calls.is_locked_out(db, call.caller_index, line.now)
     step = flow.inbound(caller, line, locked_out=locked)
-    calls.record(db, call, step.effects, now=line.now, min_contact=_min_contact(ctx))
+    calls.record(db, call, step.effects, now=line.now, policy=_policy(ctx))
     return step
 
 
@@ -111,7 +112,7 @@ def identify(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) -
         caller = calls.caller_facts(db, ctx.vault, person, exclude_call_id=call.id)
     locked = caller is None and calls.is_locked_out(db, call.caller_index or "", line.now)
     step = flow.identify(caller, line, tries_before=call.id_tries, locked_out=locked)
-    calls.record(db, call, step.effects, now=line.now, min_contact=_min_contact(ctx))
+    calls.record(db, call, step.effects, now=line.now, policy=_policy(ctx))
     return step
 
 
@@ -137,7 +138,7 @@ def whisper_answer(db: Session, ctx: Context, line: flow.Line, form: dict[str, s
     if call is None:
         return flow.whisper_answer("", line)
     step = flow.whisper_answer(_digits(form), line)
-    calls.record(db, call, step.effects, now=line.now, min_contact=_min_contact(ctx))
+    calls.record(db, call, step.effects, now=line.now, policy=_policy(ctx))
     return step
 
 
@@ -148,7 +149,7 @@ def dial_done(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) 
     status = form.get("DialCallStatus", "").strip().lower() or "failed"
     seconds = calls.to_int(form.get("DialCallDuration"))
     step = flow.dial_done(status, seconds, call.accepted_at is not None, line)
-    calls.record(db, call, step.effects, now=line.now, min_contact=_min_contact(ctx))
+    calls.record(db, call, step.effects, now=line.now, policy=_policy(ctx))
     return step
 
 
@@ -159,6 +160,43 @@ def message(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) ->
 def message_done(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) -> flow.Step:
     calls.record_message(db, form, now=line.now)
     return flow.message_done()
+
+
+def _called_person(db: Session, ctx: Context, form: dict[str, str], call: Call) -> Participant | None:
+    """Who we rang for a reminder: by the number called, so it works before the SID is stored."""
+    if call.initiator_id is not None:
+        return db.get(Participant, call.initiator_id)
+    e164 = try_normalise(form.get("To", ""), ctx.settings.default_region)
+    return find_by_phone(db, ctx.vault, e164) if e164 else None
+
+
+def reminder(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) -> flow.Step:
+    call = _call(db, form, line)
+    if call is None:
+        return flow.lost(line)
+    call.kind = "reminder"
+    person = _called_person(db, ctx, form, call)
+    facts = None
+    if person is not None and person.status == "active":
+        call.initiator_id = call.initiator_id or person.id
+        call.pair_id = call.pair_id or person.active_pair_id
+        facts = flow.Person(person.id, person.name, person.timezone)
+    step = flow.reminder(facts, form.get("AnsweredBy", "human").strip().lower(), line)
+    calls.record(db, call, step.effects, now=line.now, policy=_policy(ctx))
+    return step
+
+
+def reminder_answer(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) -> flow.Step:
+    call = _call(db, form, line)
+    if call is None:
+        return flow.lost(line)
+    person = _called_person(db, ctx, form, call)
+    caller = None
+    if person is not None and person.status == "active":
+        caller = calls.caller_facts(db, ctx.vault, person, exclude_call_id=call.id)
+    step = flow.reminder_answer(_digits(form), caller, line)
+    calls.record(db, call, step.effects, now=line.now, policy=_policy(ctx))
+    return step
 
 
 def lost(db: Session, ctx: Context, line: flow.Line, form: dict[str, str]) -> flow.Step:
@@ -172,6 +210,8 @@ STEPS: dict[str, Handler] = {
     "dial-done": dial_done,
     "message": message,
     "message-done": message_done,
+    "reminder": reminder,
+    "reminder-answer": reminder_answer,
 }
 
 
@@ -210,7 +250,7 @@ async def status(form: TwilioForm, request: Request) -> Response:
         request,
         form,
         lambda db, ctx: _quietly(
-            db, lambda: calls.apply_status(db, form, now=ctx.clock(), min_contact=_min_contact(ctx))
+            db, lambda: calls.apply_status(db, form, now=ctx.clock(), policy=_policy(ctx))
         ),
     )
 

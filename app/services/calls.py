@@ -12,10 +12,13 @@ from sqlalchemy.orm import Session
 import ivr.flow as flow
 from app.crypto import PhoneVault
 from app.models import Call, CareTeamMessage, KeyedIdFailure, Pair, Participant, UTCDateTime
+from app.services import reminders
+from app.services.policy import Policy
 from app.services.upsert import insert_ignore
 from ivr.quiet_hours import InvalidQuietHours, QuietHours
 
 LOCKOUT_FAILURES = 6
+MACHINE = "answering machine"
 LOCKOUT_WINDOW = timedelta(hours=1)
 
 _RANK = {"queued": 0, "initiated": 1, "ringing": 2, "in-progress": 3, "answered": 3}
@@ -95,6 +98,7 @@ _MY_LAST_CALL = (
 _MISSED_SINCE = select(func.count(Call.id)).where(
     Call.pair_id == bindparam("pair"),
     Call.initiator_id == bindparam("partner"),
+    Call.callee_id == bindparam("me"),
     Call.outcome.in_([str(o) for o in MISSED]),
     Call.started_at >= bindparam("since", type_=UTCDateTime()),
     Call.started_at >= func.coalesce(_MY_LAST_CALL, bindparam("since", type_=UTCDateTime())),
@@ -121,9 +125,7 @@ def is_locked_out(db: Session, caller_index: str, now: datetime) -> bool:
 # ---------------------------------------------------------------- effects
 
 
-def record(
-    db: Session, call: Call, effects: Iterable[flow.Effect], *, now: datetime, min_contact: int
-) -> None:
+def record(db: Session, call: Call, effects: Iterable[flow.Effect], *, now: datetime, policy: Policy) -> None:
     for effect in effects:
         match effect:
             case flow.Identified(participant_id, pair_id):
@@ -151,10 +153,12 @@ def record(
                 call.dial_status = call.dial_status or status
                 if seconds is not None:
                     call.dial_seconds = max(seconds, call.dial_seconds or 0)
-    refresh_outcome(db, call, min_contact)
+            case flow.MachineAnswered():
+                call.end_reason = MACHINE
+    refresh_outcome(db, call, policy, now=now)
 
 
-def refresh_outcome(db: Session, call: Call, min_contact: int) -> None:
+def refresh_outcome(db: Session, call: Call, policy: Policy, *, now: datetime) -> None:
     """Recompute what the call counts as from everything known so far.
 
     Inputs only ever grow (durations take the maximum, statuses move forward), so
@@ -164,9 +168,9 @@ def refresh_outcome(db: Session, call: Call, min_contact: int) -> None:
         return
     if call.bridged_at is None:
         if call.status in TERMINAL and call.outcome == flow.Outcome.IN_PROGRESS:
-            call.outcome = flow.Outcome.FAILED
-            call.end_reason = "ended before the partner was dialled"
-            call.duration_seconds = 0
+            _close_unbridged(call)
+        if call.kind == "reminder" and call.status in TERMINAL:
+            reminders.reminder_call_ended(db, call, now=now, policy=policy)
         return
     known = [s for s in (call.dial_seconds, call.partner_seconds) if s is not None]
     partner_done = call.partner_status in TERMINAL
@@ -178,8 +182,10 @@ def refresh_outcome(db: Session, call: Call, min_contact: int) -> None:
         accepted=call.accepted_at is not None,
         talk_seconds=talk,
         dial_status=status,
-        min_contact_seconds=min_contact,
+        min_contact_seconds=policy.min_contact_seconds,
     )
+    if call.kind == "reminder" and call.status in TERMINAL:
+        reminders.reminder_call_ended(db, call, now=now, policy=policy)
     if outcome == flow.Outcome.IN_PROGRESS:
         return
     call.outcome = outcome
@@ -191,7 +197,27 @@ def refresh_outcome(db: Session, call: Call, min_contact: int) -> None:
             and call.accepted_at is not None
             and (pair.last_contact_at is None or pair.last_contact_at < call.accepted_at)
         ):
-            pair.last_contact_at = call.accepted_at
+            reminders.contact_made(db, pair, call.accepted_at, policy=policy)
+
+
+def _close_unbridged(call: Call) -> None:
+    """A call that ended before any partner was dialled."""
+    call.duration_seconds = 0
+    if call.kind != "reminder":
+        call.outcome = flow.Outcome.FAILED
+        call.end_reason = "ended before the partner was dialled"
+        return
+    # a reminder call: how the reminded person's own phone answered
+    match call.status:
+        case "busy":
+            call.outcome = flow.Outcome.BUSY
+        case "failed":
+            call.outcome = flow.Outcome.FAILED
+        case "completed" if call.end_reason != MACHINE:
+            call.outcome = flow.Outcome.DECLINED
+            call.end_reason = "heard the reminder; did not ask to be connected"
+        case _:
+            call.outcome = flow.Outcome.NO_ANSWER
 
 
 # ---------------------------------------------------------------- callbacks
@@ -213,7 +239,7 @@ def to_int(text: str | None) -> int | None:
     return value if value >= 0 else None
 
 
-def apply_status(db: Session, form: dict[str, str], *, now: datetime, min_contact: int) -> None:
+def apply_status(db: Session, form: dict[str, str], *, now: datetime, policy: Policy) -> None:
     sid = form.get("CallSid", "").strip()
     status = form.get("CallStatus", "").strip().lower()
     if not sid or _rank(status) < 0:
@@ -240,7 +266,7 @@ def apply_status(db: Session, form: dict[str, str], *, now: datetime, min_contac
                 call.answered_at = call.answered_at or at
             if status in TERMINAL:
                 call.ended_at = call.ended_at or at
-    refresh_outcome(db, call, min_contact)
+    refresh_outcome(db, call, policy, now=now)
 
 
 def record_message(db: Session, form: dict[str, str], *, now: datetime) -> None:

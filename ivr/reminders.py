@@ -1,0 +1,89 @@
+"""The reminder policy: when a pair is quiet, which period a reminder belongs to, when to ring.
+
+All of it is arithmetic on plain datetimes, so every sweep in every process computes
+the same period for the same pair, and a unique key lets only one reminder through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+from ivr.quiet_hours import QuietHours, is_quiet, zone
+
+MAX_ATTEMPTS = 3  # the first call and up to two retries
+RETRY_AFTER = timedelta(hours=2)
+RETRY_STATUSES = frozenset({"no-answer", "busy", "failed"})
+DEFAULT_WINDOW = QuietHours.parse("10:00-19:00")  # a window of allowed hours, same shape
+
+
+@dataclass(frozen=True)
+class QuietPeriod:
+    start: datetime
+    number: int  # 0 for the first period without contact, 1 for the second in a row, ...
+
+    @property
+    def is_second_in_a_row(self) -> bool:
+        return self.number >= 1
+
+
+def quiet_since(last_contact_at: datetime | None, started_at: datetime, period: timedelta) -> datetime:
+    """When the pair's first quiet period begins (or began)."""
+    return (last_contact_at or started_at) + period
+
+
+def current_quiet_period(
+    last_contact_at: datetime | None, started_at: datetime, period: timedelta, now: datetime
+) -> QuietPeriod | None:
+    """The quiet period `now` falls in, or None while the pair is not quiet."""
+    first = quiet_since(last_contact_at, started_at, period)
+    if now < first:
+        return None
+    number = int((now - first) / period)
+    return QuietPeriod(first + number * period, number)
+
+
+def in_allowed_hours(now: datetime, tz_name: str, window: QuietHours, quiet: QuietHours | None) -> bool:
+    local = now.astimezone(zone(tz_name)).time().replace(tzinfo=None)
+    return window.contains(local) and not is_quiet(quiet, tz_name, now)
+
+
+def next_call_time(
+    now: datetime, tz_name: str, window: QuietHours = DEFAULT_WINDOW, quiet: QuietHours | None = None
+) -> datetime | None:
+    """The first moment from `now` when this person's phone may ring for a reminder.
+
+    Candidates are `now` and every start of the window or end of quiet hours over the
+    next three local days; the earliest one that is allowed wins. None when the window
+    lies wholly inside the quiet hours.
+    """
+    tz = zone(tz_name)
+    local_today = now.astimezone(tz).date()
+    boundaries: list[time] = [window.start] + ([quiet.end] if quiet else [])
+    candidates = [now]
+    for day in range(3):
+        date = local_today + timedelta(days=day)
+        for at in boundaries:
+            # through UTC and back, so a wall time skipped by DST becomes a real instant
+            moment = datetime.combine(date, at, tzinfo=tz).astimezone(UTC)
+            if moment >= now:
+                candidates.append(moment)
+    allowed = [c for c in sorted(candidates) if in_allowed_hours(c, tz_name, window, quiet)]
+    return allowed[0].astimezone(UTC) if allowed else None
+
+
+def retry_time(finished_at: datetime, attempts: int, status: str) -> datetime | None:
+    """When to try again after an unanswered reminder call, or None when it is over."""
+    if status not in RETRY_STATUSES or attempts >= MAX_ATTEMPTS:
+        return None
+    return finished_at + RETRY_AFTER
+
+
+def attention_reason(days_without_contact: int, unanswered_reminders: int) -> str:
+    if days_without_contact % 7 == 0:
+        weeks = days_without_contact // 7
+        span = f"{weeks} week" + ("s" if weeks != 1 else "")
+    else:
+        span = f"{days_without_contact} days"
+    calls = f"{unanswered_reminders} reminder call" + ("s" if unanswered_reminders != 1 else "")
+    return f"no contact for {span}; {calls} unanswered"
