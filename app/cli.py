@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.crypto import PhoneVault
 from app.db import make_engine, make_sessionmaker
 from app.models import Pair, Participant
+from app.services import audit
 from app.services import participants as participant_service
 from app.services.errors import ServiceError
 from app.settings import ConfigError, Settings, get_settings
@@ -30,6 +31,8 @@ pair_cli = typer.Typer(help="Make and end pairs.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(participant_cli, name="participant")
 reminders_cli = typer.Typer(help="Reminder calls for quiet pairs.", no_args_is_help=True)
+user_cli = typer.Typer(help="Staff accounts for the console and API.", no_args_is_help=True)
+cli.add_typer(user_cli, name="user")
 cli.add_typer(pair_cli, name="pair")
 cli.add_typer(reminders_cli, name="reminders")
 
@@ -142,13 +145,39 @@ def participant_add(
 
 @participant_cli.command("list")
 def participant_list() -> None:
-    """List participants (id, name, status, pair)."""
+    """List participants: id, name, status, pair, time zone, quiet hours."""
     from sqlalchemy import select
 
     with session() as (db, _settings, _vault):
         for p in db.scalars(select(Participant).order_by(Participant.id)):
             pair = p.active_pair_id or "-"
             typer.echo(f"{p.id}\t{p.name}\t{p.status}\tpair {pair}\t{p.timezone}\t{p.quiet_hours or ''}")
+
+
+@participant_cli.command("remove")
+def participant_remove(
+    participant_id: int,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+) -> None:
+    """Remove a participant's number on request: erases it, ends the pair, cancels reminders."""
+    with session() as (db, _settings, _vault):
+        person = participant_service.get(db, participant_id)
+        if not yes and not typer.confirm(
+            f"Erase the phone number of participant {person.id} ({person.name}), end their pair and cancel "
+            "their reminders? Call records stay, without the number."
+        ):
+            fail("nothing was removed")
+        participant_service.remove(db, person, now=datetime.now(UTC))
+        audit.record(
+            db,
+            actor=audit.SYSTEM,
+            action="participant.delete",
+            target=f"participant:{person.id}",
+            client_ip="cli",
+            at=datetime.now(UTC),
+        )
+        db.commit()
+        typer.echo(f"removed the number of participant {person.id}; they are now withdrawn")
 
 
 @pair_cli.command("add")
@@ -162,6 +191,97 @@ def pair_add(
         pair = participant_service.make_pair(db, first, second, now=datetime.now(UTC))
         db.commit()
         emit(pair_json(pair), as_json, f"paired participants {first} and {second} as pair {pair.id}")
+
+
+@pair_cli.command("list")
+def pair_list(
+    active_only: Annotated[bool, typer.Option("--active", help="only active pairs")] = False,
+) -> None:
+    """List pairs: id, partners, since, last contact, ended."""
+    from sqlalchemy import select
+
+    with session() as (db, _settings, _vault):
+        stmt = select(Pair).order_by(Pair.id)
+        if active_only:
+            stmt = stmt.where(Pair.ended_at.is_(None))
+        for p in db.scalars(stmt):
+            last = p.last_contact_at.strftime("%Y-%m-%d") if p.last_contact_at else "never"
+            ended = f"ended {p.ended_at:%Y-%m-%d}" if p.ended_at else "active"
+            typer.echo(
+                f"{p.id}\t{p.participant_a_id} & {p.participant_b_id}\tsince {p.started_at:%Y-%m-%d}"
+                f"\tlast contact {last}\t{ended}"
+            )
+
+
+@pair_cli.command("end")
+def pair_end(pair_id: int) -> None:
+    """End a pair: both partners become free to be paired again; history stays."""
+    with session() as (db, _settings, _vault):
+        pair = participant_service.end_pair(
+            db, participant_service.get_pair(db, pair_id), now=datetime.now(UTC)
+        )
+        audit.record(
+            db,
+            actor=audit.SYSTEM,
+            action="pair.end",
+            target=f"pair:{pair.id}",
+            client_ip="cli",
+            at=datetime.now(UTC),
+        )
+        db.commit()
+        typer.echo(f"ended pair {pair.id}")
+
+
+@cli.command("calls")
+def calls_list(
+    pair: Annotated[int | None, typer.Option("--pair", help="only this pair's calls")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+) -> None:
+    """The call log, newest first: when, kind, who called, talk time, outcome."""
+    from app.services import queries
+
+    with session() as (db, _settings, _vault):
+        if pair is not None:
+            participant_service.get_pair(db, pair)
+        for c in queries.calls(db, pair_id=pair, limit=limit):
+            typer.echo(
+                f"{c.id}\t{c.started_at:%Y-%m-%d %H:%M}\t{c.kind}\tpair {c.pair_id or '-'}"
+                f"\tby {c.initiator_id or '-'}\t{c.duration_seconds or 0}s\t{c.outcome}"
+            )
+
+
+# ---------------------------------------------------------------- staff accounts
+
+
+@user_cli.command("add")
+def user_add(
+    email: str,
+    role: Annotated[str, typer.Option(help="nurse, staff or admin")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from stdin")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole record")] = False,
+) -> None:
+    """Create a staff account; prints the new id on the last line."""
+    from app.services import staff
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with session() as (db, _settings, _vault):
+        user = staff.create_user(db, email=email, password=password, role=role, now=datetime.now(UTC))
+        audit.record(
+            db,
+            actor=audit.SYSTEM,
+            action="user.create",
+            target=f"staff_user:{user.id}",
+            client_ip="cli",
+            at=datetime.now(UTC),
+        )
+        db.commit()
+        record = {"id": user.id, "email": user.email, "role": user.role}
+        emit(record, as_json, f"created {user.role} account {user.id} for {user.email}")
 
 
 # ---------------------------------------------------------------- reminders

@@ -84,7 +84,17 @@ def create_fake_twilio(fake: FakeTwilio | None = None) -> FastAPI:
             threading.Thread(target=state.on_call, args=(call,), daemon=True).start()
         return JSONResponse(_call_json(call), status_code=201)
 
+    @app.get("/2010-04-01/Accounts/{account_sid}/Recordings/{recording}")
+    async def recording(account_sid: str, recording: str, request: Request) -> Response:
+        if not request.headers.get("authorization", "").startswith("Basic "):
+            return JSONResponse({"code": 20003, "message": "Authenticate", "status": 401}, status_code=401)
+        # a few bytes of silence in an MP3 frame header: enough for a player to accept
+        return Response(FAKE_MP3, media_type="audio/mpeg")
+
     return app
+
+
+FAKE_MP3 = bytes.fromhex("fffb9064") + bytes(413)
 
 
 def _call_json(call: PlacedCall) -> dict[str, Any]:

@@ -11,11 +11,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from app.api import routes as api_routes
 from app.context import Context, system_clock
 from app.crypto import PhoneVault
 from app.db import make_engine, make_sessionmaker
 from app.routes import twilio_webhooks
+from app.services.errors import ServiceError
 from app.services.policy import Policy
+from app.services.staff import Locked, TokenMaker
 from app.settings import Settings, get_settings
 
 
@@ -45,7 +48,14 @@ def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAP
     app.state.context = Context(
         settings, PhoneVault.from_secret(settings.secret_key), system_clock, Policy.from_settings(settings)
     )
+    app.state.tokens = TokenMaker.from_secret(settings.secret_key)
     app.include_router(twilio_webhooks.router)
+    app.include_router(api_routes.router)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Locked) else None
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=headers)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

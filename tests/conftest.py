@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import uvicorn
@@ -76,6 +76,16 @@ def _no_phone_number_is_ever_logged() -> Iterator[None]:
     root.setLevel(old_level)
     leaked = [line for line in LOGS.lines for n in ALL_TEST_NUMBERS if n[2:] in line.replace("-", "")]
     assert not leaked, f"phone numbers in logs: {leaked[:3]}"
+
+
+@pytest.fixture(autouse=True)
+def _quick_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Production argon2id parameters cost ~60 ms a hash; tests make hundreds."""
+    from argon2 import PasswordHasher
+
+    from app.services import staff
+
+    monkeypatch.setattr(staff, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 @dataclass
@@ -277,3 +287,39 @@ def fake_twilio(fake_twilio_server: ServerThread) -> Iterator[FakeTwilio]:
     fake.on_call = None
     yield fake
     fake.on_call = None
+
+
+# ---------------------------------------------------------------- staff and the admin API
+
+
+class Staff:
+    """Accounts of each role, and the bearer headers to act as them."""
+
+    def __init__(self, app: FastAPI, clock: FakeClock) -> None:
+        from app.services import staff
+
+        self.app = app
+        self.clock = clock
+        self.users: dict[str, Any] = {}
+        with app.state.sessionmaker() as s:
+            for role in ("nurse", "staff", "admin"):
+                self.users[role] = staff.create_user(
+                    s,
+                    email=f"{role}@clinic.example.org",
+                    password=f"{role}-password-long",
+                    role=role,
+                    now=clock(),
+                )
+            s.commit()
+
+    def __getitem__(self, role: str) -> dict[str, str]:
+        """Bearer headers for that role, freshly signed at the test clock's now; {} for nobody."""
+        user = self.users.get(role)
+        if user is None:
+            return {}
+        return {"Authorization": f"Bearer {self.app.state.tokens.issue(user, self.clock())}"}
+
+
+@pytest.fixture
+def staff(app: FastAPI, clock: FakeClock) -> Staff:
+    return Staff(app, clock)

@@ -114,12 +114,95 @@ def make_pair(db: Session, a_id: int, b_id: int, *, now: datetime) -> Pair:
 
 
 def end_pair(db: Session, pair: Pair, *, now: datetime) -> Pair:
+    from app.models import AttentionFlag, Reminder
+
     if pair.ended_at is None:
         pair.ended_at = now
+        pair.next_reminder_at = None
         db.execute(
             update(Participant)
             .where(Participant.active_pair_id == pair.id)
             .values(active_pair_id=None)
             .execution_options(synchronize_session="fetch")
         )
+        db.execute(
+            update(Reminder)
+            .where(Reminder.pair_id == pair.id, Reminder.state == "pending")
+            .values(state="cancelled", updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        db.execute(
+            update(AttentionFlag)
+            .where(AttentionFlag.pair_id == pair.id, AttentionFlag.cleared_at.is_(None))
+            .values(cleared_at=now, cleared_by="system", note="pair ended")
+            .execution_options(synchronize_session=False)
+        )
+    return pair
+
+
+def update_details(
+    db: Session,
+    person: Participant,
+    *,
+    name: str | None = None,
+    timezone: str | None = None,
+    quiet_hours: str | None = None,
+    language: str | None = None,
+) -> Participant:
+    if person.status != "active":
+        raise Conflict(f"participant {person.id} is withdrawn")
+    if name is not None:
+        if not name.strip():
+            raise Invalid("name: must not be empty")
+        person.name = name.strip()
+    if timezone is not None:
+        try:
+            zone(timezone)
+        except InvalidTimeZone as exc:
+            raise Invalid(f"timezone: {exc}") from None
+        person.timezone = timezone
+    if quiet_hours is not None:
+        if quiet_hours.strip() == "":
+            person.quiet_hours = None
+        else:
+            try:
+                person.quiet_hours = str(QuietHours.parse(quiet_hours))
+            except InvalidQuietHours as exc:
+                raise Invalid(f"quiet_hours: {exc}") from None
+    if language is not None:
+        person.language = language
+    return person
+
+
+def remove(db: Session, person: Participant, *, now: datetime) -> Participant:
+    """Removal on request: erase the number and its blind index, end the pair, cancel reminders.
+
+    The participant's de-identified call metadata stays, so programme figures stay true;
+    the number becomes unknown when it calls, and can be enrolled again as a new person.
+    """
+    from app.models import Reminder
+
+    if person.active_pair_id is not None:
+        pair = db.get(Pair, person.active_pair_id)
+        if pair is not None:
+            end_pair(db, pair, now=now)
+    db.execute(
+        update(Reminder)
+        .where(Reminder.participant_id == person.id, Reminder.state.in_(["pending"]))
+        .values(state="cancelled", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    person.phone_ciphertext = None
+    person.phone_index = None
+    person.active_pair_id = None
+    if person.status != "withdrawn":
+        person.status = "withdrawn"
+        person.withdrawn_at = now
+    return person
+
+
+def get_pair(db: Session, pair_id: int) -> Pair:
+    pair = db.get(Pair, pair_id)
+    if pair is None:
+        raise NotFound(f"pair {pair_id} does not exist")
     return pair

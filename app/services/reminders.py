@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.crypto import PhoneVault
 from app.models import AttentionFlag, Call, Pair, Participant, Reminder
 from app.services.policy import Policy
-from app.services.upsert import insert_ignore
+from app.services.upsert import insert_ignore, insert_ignore_many
 from ivr import reminders as policy_rules
 from ivr.flow import Urls
 from ivr.quiet_hours import InvalidQuietHours, QuietHours
@@ -105,7 +105,11 @@ def _reminder_of(db: Session, call: Call) -> Reminder | None:
 
 
 def schedule(db: Session, now: datetime, policy: Policy) -> tuple[int, int]:
-    """Create this period's reminders for every pair that has gone quiet. Returns (reminders, flags)."""
+    """Create this period's reminders for every pair that has gone quiet. Returns (reminders, flags).
+
+    Set-wise: one read of the due pairs (an index on next_reminder_at, never call
+    history), one multi-row insert of reminders, one read for flags.
+    """
     due = list(
         db.scalars(
             select(Pair).where(
@@ -117,8 +121,24 @@ def schedule(db: Session, now: datetime, policy: Policy) -> tuple[int, int]:
     if not due:
         return 0, 0
     ids = {p.participant_a_id for p in due} | {p.participant_b_id for p in due}
-    people = {p.id: p for p in db.scalars(select(Participant).where(Participant.id.in_(ids)))}
-    created = flagged = 0
+    callable_ids = set(
+        db.scalars(
+            select(Participant.id).where(
+                Participant.id.in_(ids),
+                Participant.status == "active",
+                Participant.phone_ciphertext.is_not(None),
+            )
+        )
+    )
+    # a reminder still waiting from an earlier period is no longer wanted: one per period
+    db.execute(
+        update(Reminder)
+        .where(Reminder.state == "pending", Reminder.period_start <= now - policy.contact_period)
+        .values(state="superseded", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    rows: list[dict[str, object]] = []
+    second_periods: dict[int, datetime] = {}
     for pair in due:
         period = policy_rules.current_quiet_period(
             pair.last_contact_at, pair.started_at, policy.contact_period, now
@@ -128,80 +148,75 @@ def schedule(db: Session, now: datetime, policy: Policy) -> tuple[int, int]:
                 pair.last_contact_at, pair.started_at, policy.contact_period
             )
             continue
-        # one reminder per quiet period: an older one still waiting is no longer wanted
-        db.execute(
-            update(Reminder)
-            .where(
-                Reminder.pair_id == pair.id, Reminder.state == "pending", Reminder.period_start < period.start
-            )
-            .values(state="superseded", updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
         for person_id in (pair.participant_a_id, pair.participant_b_id):
-            person = people.get(person_id)
-            if person is None or person.status != "active" or person.phone_ciphertext is None:
-                continue
-            before = _count(db, person_id, period.start)
-            insert_ignore(
-                db,
-                Reminder,
-                {
-                    "participant_id": person_id,
-                    "pair_id": pair.id,
-                    "period_start": period.start,
-                    "state": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": period.start,
-                    "created_at": now,
-                    "updated_at": now,
-                },
-                ["participant_id", "period_start"],
-            )
-            created += _count(db, person_id, period.start) - before
-        if period.is_second_in_a_row and _flag(db, pair, period.start, now):
-            flagged += 1
+            if person_id in callable_ids:
+                rows.append(
+                    {
+                        "participant_id": person_id,
+                        "pair_id": pair.id,
+                        "period_start": period.start,
+                        "state": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": period.start,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+        if period.is_second_in_a_row:
+            second_periods[pair.id] = period.start
         pair.next_reminder_at = period.start + policy.contact_period
+    created = sum(
+        insert_ignore_many(db, Reminder, rows[i : i + 500], ["participant_id", "period_start"])
+        for i in range(0, len(rows), 500)
+    )
+    flagged = (
+        _flag(db, {p.id: p for p in due if p.id in second_periods}, second_periods, now)
+        if second_periods
+        else 0
+    )
     return created, flagged
 
 
-def _count(db: Session, person_id: int, start: datetime) -> int:
-    return (
-        db.scalar(
-            select(func.count(Reminder.id)).where(
-                Reminder.participant_id == person_id, Reminder.period_start == start
+def _flag(db: Session, pairs: dict[int, Pair], periods: dict[int, datetime], now: datetime) -> int:
+    """Put pairs quiet two periods in a row on the attention list, unless there already."""
+    already = set(
+        db.scalars(
+            select(AttentionFlag.pair_id).where(
+                AttentionFlag.pair_id.in_(pairs), AttentionFlag.cleared_at.is_(None)
             )
         )
-        or 0
     )
-
-
-def _flag(db: Session, pair: Pair, period_start: datetime, now: datetime) -> bool:
-    """Put the pair on the attention list, unless it is there already."""
-    open_flag = db.scalar(
-        select(AttentionFlag.id).where(AttentionFlag.pair_id == pair.id, AttentionFlag.cleared_at.is_(None))
-    )
-    if open_flag is not None:
-        return False
-    since = pair.last_contact_at or pair.started_at
-    unanswered = (
-        db.scalar(
-            select(func.count(Call.id)).where(
-                Call.pair_id == pair.id,
+    todo = [p for pid, p in pairs.items() if pid not in already]
+    if not todo:
+        return 0
+    unanswered = dict(
+        db.execute(
+            select(Call.pair_id, func.count(Call.id))
+            .join(Pair, Pair.id == Call.pair_id)
+            .where(
+                Call.pair_id.in_([p.id for p in todo]),
                 Call.kind == "reminder",
-                Call.started_at >= since,
+                Call.started_at >= func.coalesce(Pair.last_contact_at, Pair.started_at),
                 or_(Call.outcome.in_(UNANSWERED), Call.end_reason == "answering machine"),
             )
-        )
-        or 0
+            .group_by(Call.pair_id)
+        ).all()
     )
-    reason = policy_rules.attention_reason((now - since).days, unanswered)
-    insert_ignore(
-        db,
-        AttentionFlag,
-        {"pair_id": pair.id, "period_start": period_start, "reason": reason, "raised_at": now},
-        ["pair_id", "period_start"],
+    rows = [
+        {
+            "pair_id": pair.id,
+            "period_start": periods[pair.id],
+            "reason": policy_rules.attention_reason(
+                (now - (pair.last_contact_at or pair.started_at)).days, unanswered.get(pair.id, 0)
+            ),
+            "raised_at": now,
+        }
+        for pair in todo
+    ]
+    return sum(
+        insert_ignore_many(db, AttentionFlag, rows[i : i + 500], ["pair_id", "period_start"])
+        for i in range(0, len(rows), 500)
     )
-    return True
 
 
 # ---------------------------------------------------------------- phase 2: place

@@ -45,9 +45,25 @@ def wait_up(url: str) -> None:
 
 def serve(module: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [PY, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--no-access-log", "--workers", "1"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            PY,
+            "-m",
+            "uvicorn",
+            module,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--workers",
+            "1",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -57,8 +73,14 @@ def run_round(client: httpx.Client, base: str, n: int) -> tuple[float, list[floa
     latencies = []
     started = time.perf_counter()
     for _ in range(n):
-        form = {"CallSid": "CA" + secrets.token_hex(16), "From": "+16175550101", "To": "+18005550100",
-                "CallStatus": "ringing", "Direction": "inbound", "AccountSid": "AC" + "0" * 32}
+        form = {
+            "CallSid": "CA" + secrets.token_hex(16),
+            "From": "+16175550101",
+            "To": "+18005550100",
+            "CallStatus": "ringing",
+            "Direction": "inbound",
+            "AccountSid": "AC" + "0" * 32,
+        }
         headers = {"X-Twilio-Signature": validator.compute_signature(url, form)}
         t0 = time.perf_counter()
         response = client.post(url, data=form, headers=headers)
@@ -94,8 +116,13 @@ def main() -> None:
     peerline = [PY, "-m", "app.cli"]
     subprocess.run([*peerline, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
     for name, phone in (("Ana", "+16175550101"), ("Bea", "+16175550102")):
-        subprocess.run([*peerline, "participant", "add", "--name", name, "--phone", phone],
-                       env=env, cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(
+            [*peerline, "participant", "add", "--name", name, "--phone", phone],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
     subprocess.run([*peerline, "pair", "add", "1", "2"], env=env, cwd=ROOT, check=True, capture_output=True)
 
     servers = [serve("app.main:app", peer_port, env), serve("scripts.bench.bare_app:app", bare_port, env)]

@@ -1,0 +1,118 @@
+"""Programme figures for evaluation: contacts per week, minutes, who calls, weeks with a contact."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import AttentionFlag, Call, CareTeamMessage, Pair
+
+WEEK = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Week:
+    week_start: datetime
+    contacts: int
+    minutes: float
+
+
+@dataclass(frozen=True)
+class PairStats:
+    pair_id: int
+    weeks: int
+    weeks_with_contact: int
+    share_of_weeks_with_contact: float
+    contacts: int
+    minutes: float
+    contacts_per_week: float
+    initiator_share: dict[str, float]
+    by_week: list[Week]
+
+
+@dataclass(frozen=True)
+class ProgrammeStats:
+    active_pairs: int
+    pairs_with_contact_this_period: int
+    share_of_pairs_with_contact_this_period: float
+    contacts: int
+    minutes: float
+    by_week: list[Week]
+    attention: int
+    unhandled_messages: int
+
+
+def _weeks(contacts: list[tuple[datetime, int | None]], first: datetime, count: int) -> list[Week]:
+    buckets: list[list[int]] = [[0, 0] for _ in range(count)]
+    for at, seconds in contacts:
+        i = int((at - first) / WEEK)
+        if 0 <= i < count:
+            buckets[i][0] += 1
+            buckets[i][1] += seconds or 0
+    return [Week(first + i * WEEK, n, round(s / 60, 1)) for i, (n, s) in enumerate(buckets)]
+
+
+def pair_stats(db: Session, pair: Pair, now: datetime) -> PairStats:
+    end = pair.ended_at or now
+    weeks = max(1, math.ceil((end - pair.started_at) / WEEK))
+    rows = db.execute(
+        select(Call.accepted_at, Call.duration_seconds, Call.initiator_id).where(
+            Call.pair_id == pair.id, Call.outcome == "contact", Call.accepted_at.is_not(None)
+        )
+    ).all()
+    contacts = [(at, secs) for at, secs, _ in rows if at is not None]
+    by_week = _weeks(contacts, pair.started_at, weeks)
+    with_contact = sum(1 for w in by_week if w.contacts)
+    who = Counter(initiator for _, _, initiator in rows)
+    total = len(rows)
+    share = {
+        str(pid): round(who.get(pid, 0) / total, 3) if total else 0.0
+        for pid in (pair.participant_a_id, pair.participant_b_id)
+    }
+    return PairStats(
+        pair_id=pair.id,
+        weeks=weeks,
+        weeks_with_contact=with_contact,
+        share_of_weeks_with_contact=round(with_contact / weeks, 3),
+        contacts=total,
+        minutes=round(sum(s or 0 for _, s in contacts) / 60, 1),
+        contacts_per_week=round(total / weeks, 2),
+        initiator_share=share,
+        by_week=by_week[-12:],
+    )
+
+
+def programme_stats(db: Session, now: datetime, period: timedelta, weeks: int = 12) -> ProgrammeStats:
+    active = db.scalar(select(func.count(Pair.id)).where(Pair.ended_at.is_(None))) or 0
+    talking = (
+        db.scalar(
+            select(func.count(Pair.id)).where(Pair.ended_at.is_(None), Pair.last_contact_at >= now - period)
+        )
+        or 0
+    )
+    first = now - weeks * WEEK
+    rows = db.execute(
+        select(Call.accepted_at, Call.duration_seconds).where(
+            Call.outcome == "contact", Call.accepted_at >= first
+        )
+    ).all()
+    contacts = [(at, secs) for at, secs in rows if at is not None]
+    return ProgrammeStats(
+        active_pairs=active,
+        pairs_with_contact_this_period=talking,
+        share_of_pairs_with_contact_this_period=round(talking / active, 3) if active else 0.0,
+        contacts=len(contacts),
+        minutes=round(sum(s or 0 for _, s in contacts) / 60, 1),
+        by_week=_weeks(contacts, first, weeks),
+        attention=db.scalar(select(func.count(AttentionFlag.id)).where(AttentionFlag.cleared_at.is_(None)))
+        or 0,
+        unhandled_messages=db.scalar(
+            select(func.count(CareTeamMessage.id)).where(CareTeamMessage.handled_at.is_(None))
+        )
+        or 0,
+    )
