@@ -22,6 +22,14 @@ from app.services.staff import Locked, TokenMaker
 from app.settings import Settings, get_settings
 
 
+def error_detail(exc: ServiceError) -> object:
+    """422s keep FastAPI's shape (a list naming the field), so clients parse one format."""
+    if exc.status_code != 422:
+        return str(exc)
+    field, _, message = str(exc).partition(": ")
+    return [{"loc": ["body", field], "msg": message or field, "type": "value_error"}]
+
+
 def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAPI:
     settings = settings or get_settings()
 
@@ -55,7 +63,7 @@ def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAP
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Locked) else None
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=headers)
+        return JSONResponse({"detail": error_detail(exc)}, status_code=exc.status_code, headers=headers)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -80,3 +80,49 @@ def test_help_lists_the_commands() -> None:
     out = runner.invoke(cli, ["--help"]).output
     for command in ("db", "serve", "participant", "pair", "phone"):
         assert command in out
+
+
+def test_operator_commands_list_remove_end_and_show_calls() -> None:
+    for name, number in (("Ana", "6175550101"), ("Bea", "6175550102")):
+        add(name, number)
+    runner.invoke(cli, ["pair", "add", "1", "2"])
+
+    listed = runner.invoke(cli, ["participant", "list"]).output
+    assert "Ana" in listed and "pair 1" in listed and "555" not in listed
+    assert "1 & 2" in runner.invoke(cli, ["pair", "list", "--active"]).output
+    assert runner.invoke(cli, ["calls", "--pair", "1"]).exit_code == 0
+    missing = runner.invoke(cli, ["calls", "--pair", "9"])
+    assert missing.exit_code == 2 and "pair 9 does not exist" in missing.output
+
+    refused = runner.invoke(cli, ["participant", "remove", "2"], input="n\n")
+    assert refused.exit_code == 2 and "nothing was removed" in refused.output
+    removed = runner.invoke(cli, ["participant", "remove", "2", "--yes"])
+    assert removed.exit_code == 0 and "now withdrawn" in removed.output
+    assert "withdrawn\tpair -" in runner.invoke(cli, ["participant", "list"]).output
+    assert "ended" in runner.invoke(cli, ["pair", "list"]).output
+    assert runner.invoke(cli, ["pair", "end", "1"]).exit_code == 0  # ending twice is harmless
+
+
+def test_user_add_reads_the_password_from_stdin_and_checks_it() -> None:
+    ok = runner.invoke(
+        cli,
+        ["user", "add", "Nurse@Clinic.example.org", "--role", "nurse", "--password-stdin"],
+        input="a-good-long-password\n",
+    )
+    assert ok.exit_code == 0 and ok.output.strip().splitlines()[-1] == "1"
+    short = runner.invoke(
+        cli, ["user", "add", "b@clinic.example.org", "--role", "nurse", "--password-stdin"], input="short\n"
+    )
+    assert short.exit_code == 2 and "at least 12 characters" in short.output
+    role = runner.invoke(
+        cli,
+        ["user", "add", "c@clinic.example.org", "--role", "doctor", "--password-stdin"],
+        input="a-good-long-password\n",
+    )
+    assert role.exit_code == 2 and "role" in role.output
+    twice = runner.invoke(
+        cli,
+        ["user", "add", "nurse@clinic.example.org", "--role", "nurse", "--password-stdin"],
+        input="a-good-long-password\n",
+    )
+    assert twice.exit_code == 2 and "exists already" in twice.output

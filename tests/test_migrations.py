@@ -45,3 +45,18 @@ def test_downgrade_to_base_removes_every_table_and_upgrade_works_again(url: str)
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     engine.dispose()
     upgrade(url)
+
+
+def test_the_audit_trail_cannot_be_changed_even_with_sql(url: str) -> None:
+    import sqlalchemy.exc
+
+    upgrade(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO audit_event (at, actor, action) VALUES (CURRENT_TIMESTAMP, 'a', 'x.y')")
+        )
+    for statement in ("UPDATE audit_event SET actor = 'b'", "DELETE FROM audit_event"):
+        with pytest.raises(sqlalchemy.exc.DatabaseError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+    engine.dispose()

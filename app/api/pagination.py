@@ -43,7 +43,12 @@ def decode_cursor(cursor: str, shape: tuple[type, ...]) -> tuple[Any, ...]:
                 raise ValueError
         return tuple(key)
     except (ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
-        raise HTTPException(status_code=422, detail="cursor: not a cursor this API gave out") from None
+        raise HTTPException(
+            status_code=422,
+            detail=[
+                {"loc": ["query", "cursor"], "msg": "not a cursor this API gave out", "type": "value_error"}
+            ],
+        ) from None
 
 
 def page_params(

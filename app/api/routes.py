@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import httpx
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
@@ -27,6 +27,9 @@ from app.services.staff import TOKEN_LIFETIME, BadCredentials, Locked
 
 router = APIRouter(prefix="/api/v1")
 Paging = Annotated[tuple[int, str | None], Depends(page_params)]
+MAX_ID = 2**31 - 1  # ids are 32-bit on both databases; a larger one names nothing
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
+QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -110,7 +113,7 @@ def create_participant(
 
 
 @router.get("/participants/{participant_id}", response_model=schemas.ParticipantOut, tags=["participants"])
-def read_participant(participant_id: int, actor: NurseActor, db: SessionDep) -> schemas.ParticipantOut:
+def read_participant(participant_id: PathId, actor: NurseActor, db: SessionDep) -> schemas.ParticipantOut:
     person = participants.get(db, participant_id)
     actor.audit(db, "participant.read", f"participant:{person.id}")
     db.commit()
@@ -119,7 +122,7 @@ def read_participant(participant_id: int, actor: NurseActor, db: SessionDep) -> 
 
 @router.patch("/participants/{participant_id}", response_model=schemas.ParticipantOut, tags=["participants"])
 def edit_participant(
-    participant_id: int, body: schemas.ParticipantPatch, actor: StaffActor, db: SessionDep
+    participant_id: PathId, body: schemas.ParticipantPatch, actor: StaffActor, db: SessionDep
 ) -> schemas.ParticipantOut:
     person = participants.update_details(
         db,
@@ -135,7 +138,7 @@ def edit_participant(
 
 
 @router.delete("/participants/{participant_id}", response_model=schemas.ParticipantOut, tags=["participants"])
-def remove_participant(participant_id: int, actor: StaffActor, db: SessionDep) -> schemas.ParticipantOut:
+def remove_participant(participant_id: PathId, actor: StaffActor, db: SessionDep) -> schemas.ParticipantOut:
     """Removal on request: erases the number and its blind index, ends the pair, cancels
     reminders; de-identified call metadata stays for the programme's evaluation."""
     person = participants.remove(db, participants.get(db, participant_id), now=actor.ctx.clock())
@@ -160,7 +163,7 @@ def list_pairs(
     db: SessionDep,
     paging: Paging,
     active: bool | None = None,
-    participant_id: int | None = None,
+    participant_id: QueryId = None,
 ) -> schemas.PageOut[schemas.PairOut]:
     limit, cursor = paging
     found = queries.pairs(
@@ -187,12 +190,12 @@ def create_pair(body: schemas.PairIn, actor: StaffActor, db: SessionDep) -> sche
 
 
 @router.get("/pairs/{pair_id}", response_model=schemas.PairOut, tags=["pairs"])
-def read_pair(pair_id: int, actor: NurseActor, db: SessionDep) -> schemas.PairOut:
+def read_pair(pair_id: PathId, actor: NurseActor, db: SessionDep) -> schemas.PairOut:
     return _pairs_out(db, [participants.get_pair(db, pair_id)], actor)[0]
 
 
 @router.post("/pairs/{pair_id}/end", response_model=schemas.PairOut, tags=["pairs"])
-def end_pair(pair_id: int, actor: StaffActor, db: SessionDep) -> schemas.PairOut:
+def end_pair(pair_id: PathId, actor: StaffActor, db: SessionDep) -> schemas.PairOut:
     pair = participants.end_pair(db, participants.get_pair(db, pair_id), now=actor.ctx.clock())
     actor.audit(db, "pair.end", f"pair:{pair.id}")
     db.commit()
@@ -200,7 +203,7 @@ def end_pair(pair_id: int, actor: StaffActor, db: SessionDep) -> schemas.PairOut
 
 
 @router.get("/pairs/{pair_id}/stats", response_model=schemas.PairStatsOut, tags=["stats"])
-def pair_stats(pair_id: int, actor: NurseActor, db: SessionDep) -> schemas.PairStatsOut:
+def pair_stats(pair_id: PathId, actor: NurseActor, db: SessionDep) -> schemas.PairStatsOut:
     result = stats.pair_stats(db, participants.get_pair(db, pair_id), actor.ctx.clock())
     return schemas.PairStatsOut.model_validate(result, from_attributes=True)
 
@@ -219,8 +222,8 @@ def list_calls(
     actor: NurseActor,
     db: SessionDep,
     paging: Paging,
-    pair_id: int | None = None,
-    participant_id: int | None = None,
+    pair_id: QueryId = None,
+    participant_id: QueryId = None,
     since: datetime | None = None,
     until: datetime | None = None,
     outcome: Literal[
@@ -341,7 +344,7 @@ def list_attention(
     db: SessionDep,
     paging: Paging,
     include_cleared: bool = False,
-    pair_id: int | None = None,
+    pair_id: QueryId = None,
 ) -> schemas.PageOut[schemas.AttentionOut]:
     limit, cursor = paging
     found = queries.attention(
@@ -360,7 +363,7 @@ def list_attention(
 
 @router.post("/attention/{flag_id}/clear", response_model=schemas.AttentionOut, tags=["attention"])
 def clear_attention(
-    flag_id: int, body: schemas.AttentionClear, actor: StaffActor, db: SessionDep
+    flag_id: PathId, body: schemas.AttentionClear, actor: StaffActor, db: SessionDep
 ) -> schemas.AttentionOut:
     """Staff reached out: the pair leaves the list; the flag stays in the pair's history."""
     flag = db.get(AttentionFlag, flag_id)
@@ -382,7 +385,7 @@ def list_messages(
     db: SessionDep,
     paging: Paging,
     handled: bool | None = None,
-    participant_id: int | None = None,
+    participant_id: QueryId = None,
 ) -> schemas.PageOut[schemas.MessageOut]:
     limit, cursor = paging
     found = queries.messages(
@@ -400,7 +403,7 @@ def list_messages(
     )
 
 
-def _message(db: Session, message_id: int) -> CareTeamMessage:
+def _message(db: Session, message_id: PathId) -> CareTeamMessage:
     message = db.get(CareTeamMessage, message_id)
     if message is None:
         raise NotFound(f"message {message_id} does not exist")
@@ -408,7 +411,7 @@ def _message(db: Session, message_id: int) -> CareTeamMessage:
 
 
 @router.post("/messages/{message_id}/handle", response_model=schemas.MessageOut, tags=["messages"])
-def handle_message(message_id: int, actor: NurseActor, db: SessionDep) -> schemas.MessageOut:
+def handle_message(message_id: PathId, actor: NurseActor, db: SessionDep) -> schemas.MessageOut:
     message = _message(db, message_id)
     if message.handled_at is None:
         message.handled_at, message.handled_by = actor.ctx.clock(), actor.email
@@ -418,7 +421,7 @@ def handle_message(message_id: int, actor: NurseActor, db: SessionDep) -> schema
 
 
 @router.get("/messages/{message_id}/recording", tags=["messages"], response_class=Response)
-def message_recording(message_id: int, actor: NurseActor, db: SessionDep) -> Response:
+def message_recording(message_id: PathId, actor: NurseActor, db: SessionDep) -> Response:
     """The recording, fetched from Twilio with the account's credentials: never a public link."""
     message = _message(db, message_id)
     actor.audit(db, "message.listen", f"message:{message.id}")
@@ -488,7 +491,7 @@ def create_user(body: schemas.UserIn, actor: AdminActor, db: SessionDep) -> sche
 
 
 @router.patch("/users/{user_id}", response_model=schemas.UserOut, tags=["users"])
-def edit_user(user_id: int, body: schemas.UserPatch, actor: AdminActor, db: SessionDep) -> schemas.UserOut:
+def edit_user(user_id: PathId, body: schemas.UserPatch, actor: AdminActor, db: SessionDep) -> schemas.UserOut:
     user: StaffUser = staff.get_user(db, user_id)
     if user.id == actor.user.id and (body.disabled or (body.role and body.role != "admin")):
         raise HTTPException(status_code=409, detail="you cannot demote or disable your own account")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,7 +56,7 @@ class ParticipantOut(BaseModel):
 class PairIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    participant_ids: list[int] = Field(min_length=2, max_length=2)
+    participant_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=2, max_length=2)
     notes: str = Field(default="", max_length=5000)
 
 
