@@ -97,6 +97,8 @@ class Call(Base):
         Index("ix_call_pair_started", "pair_id", "started_at"),
         # who called whom lately, per pair: missed attempts and the last call of each partner
         Index("ix_call_pair_initiator_started", "pair_id", "initiator_id", "started_at"),
+        # the call log, newest first, paged by (started_at, id)
+        Index("ix_call_started_id", "started_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -104,7 +106,7 @@ class Call(Base):
     kind: Mapped[str] = mapped_column(String(16), default="peer")
     pair_id: Mapped[int | None] = mapped_column(ForeignKey("pair.id"))
     initiator_id: Mapped[int | None] = mapped_column(ForeignKey("participant.id"), index=True)
-    callee_id: Mapped[int | None] = mapped_column(ForeignKey("participant.id"))
+    callee_id: Mapped[int | None] = mapped_column(ForeignKey("participant.id"), index=True)
     # keyed hash of the caller ID, for the keyed-ID lockout; never the number itself
     caller_index: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[datetime]

@@ -6,11 +6,12 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, cast, func, literal, select
 from sqlalchemy.orm import Session
 
-from app.models import AttentionFlag, Call, CareTeamMessage, Pair
+from app.models import AttentionFlag, Call, CareTeamMessage, Pair, UTCDateTime
 
 WEEK = timedelta(days=7)
 
@@ -57,19 +58,41 @@ def _weeks(contacts: list[tuple[datetime, int | None]], first: datetime, count: 
     return [Week(first + i * WEEK, n, round(s / 60, 1)) for i, (n, s) in enumerate(buckets)]
 
 
+def week_index(db: Session, column: Any, start: datetime) -> Any:
+    """Whole weeks from `start` to the column's time, computed by the database."""
+    if db.get_bind().dialect.name == "postgresql":
+        seconds = func.extract("epoch", column - literal(start, UTCDateTime()))
+        return func.floor(seconds / WEEK.total_seconds())
+    days = func.julianday(column) - func.julianday(literal(start, UTCDateTime()))
+    return cast(days / 7, Integer)
+
+
 def pair_stats(db: Session, pair: Pair, now: datetime) -> PairStats:
+    """Aggregated by the database: a talkative pair's thousands of calls never leave it."""
     end = pair.ended_at or now
     weeks = max(1, math.ceil((end - pair.started_at) / WEEK))
-    rows = db.execute(
-        select(Call.accepted_at, Call.duration_seconds, Call.initiator_id).where(
-            Call.pair_id == pair.id, Call.outcome == "contact", Call.accepted_at.is_not(None)
-        )
+    contact = (Call.pair_id == pair.id, Call.outcome == "contact", Call.accepted_at.is_not(None))
+    week = week_index(db, Call.accepted_at, pair.started_at).label("week")
+    per_week = db.execute(
+        select(week, func.count(Call.id), func.coalesce(func.sum(Call.duration_seconds), 0))
+        .where(*contact)
+        .group_by(week)
     ).all()
-    contacts = [(at, secs) for at, secs, _ in rows if at is not None]
-    by_week = _weeks(contacts, pair.started_at, weeks)
-    with_contact = sum(1 for w in by_week if w.contacts)
-    who = Counter(initiator for _, _, initiator in rows)
-    total = len(rows)
+    buckets = {int(w): (n, secs) for w, n, secs in per_week if w is not None}
+    by_week = [
+        Week(pair.started_at + i * WEEK, buckets.get(i, (0, 0))[0], round(buckets.get(i, (0, 0))[1] / 60, 1))
+        for i in range(weeks)
+    ]
+    with_contact = sum(1 for i in buckets if 0 <= i < weeks)
+    who = Counter(
+        dict(
+            db.execute(
+                select(Call.initiator_id, func.count(Call.id)).where(*contact).group_by(Call.initiator_id)
+            ).all()
+        )
+    )
+    total = sum(who.values())
+    seconds_total = sum(secs for _, _, secs in per_week)
     share = {
         str(pid): round(who.get(pid, 0) / total, 3) if total else 0.0
         for pid in (pair.participant_a_id, pair.participant_b_id)
@@ -80,7 +103,7 @@ def pair_stats(db: Session, pair: Pair, now: datetime) -> PairStats:
         weeks_with_contact=with_contact,
         share_of_weeks_with_contact=round(with_contact / weeks, 3),
         contacts=total,
-        minutes=round(sum(s or 0 for _, s in contacts) / 60, 1),
+        minutes=round(seconds_total / 60, 1),
         contacts_per_week=round(total / weeks, 2),
         initiator_share=share,
         by_week=by_week[-12:],
