@@ -5,13 +5,18 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from app.api import routes as api_routes
+from app.console import routes as console_routes
+from app.console.security import SecurityHeaders
+from app.console.session import SessionKeys
 from app.context import Context, system_clock
 from app.crypto import PhoneVault
 from app.db import make_engine, make_sessionmaker
@@ -59,11 +64,24 @@ def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAP
     app.state.tokens = TokenMaker.from_secret(settings.secret_key)
     app.include_router(twilio_webhooks.router)
     app.include_router(api_routes.router)
+    app.state.session_keys = SessionKeys.from_secret(settings.secret_key)
+    app.include_router(console_routes.router)
+    console_routes.install(app)
+    app.mount(
+        "/console/static",
+        StaticFiles(directory=Path(console_routes.__file__).parent / "static"),
+        name="static",
+    )
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Locked) else None
         return JSONResponse({"detail": error_detail(exc)}, status_code=exc.status_code, headers=headers)
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/console/", status_code=307)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

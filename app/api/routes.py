@@ -24,6 +24,7 @@ from app.models import AttentionFlag, Call, CareTeamMessage, Pair, StaffUser
 from app.services import audit, participants, queries, staff, stats
 from app.services.errors import NotFound
 from app.services.staff import TOKEN_LIFETIME, BadCredentials, Locked
+from app.settings import Settings
 
 router = APIRouter(prefix="/api/v1")
 Paging = Annotated[tuple[int, str | None], Depends(page_params)]
@@ -426,8 +427,11 @@ def message_recording(message_id: PathId, actor: NurseActor, db: SessionDep) -> 
     message = _message(db, message_id)
     actor.audit(db, "message.listen", f"message:{message.id}")
     db.commit()
-    settings = actor.ctx.settings
-    path = f"/2010-04-01/Accounts/{settings.twilio_account_sid}/Recordings/{message.recording_sid}.mp3"
+    return fetch_recording(actor.ctx.settings, message.recording_sid)
+
+
+def fetch_recording(settings: Settings, recording_sid: str) -> Response:
+    path = f"/2010-04-01/Accounts/{settings.twilio_account_sid}/Recordings/{recording_sid}.mp3"
     try:
         upstream = httpx.get(
             settings.twilio_api_url + path,
