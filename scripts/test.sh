@@ -5,6 +5,13 @@ cd "$(dirname "$0")/.."
 source scripts/_venv.sh
 ensure_venv
 
+# the console's browser tests drive Debian's Chromium (never a downloaded browser)
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Debian's chromium for the browser tests"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+    || echo "could not install chromium: the browser tests will be skipped"
+fi
+
 if [ -z "${TEST_DATABASE_URL:-}" ] && .venv/bin/python - <<'PY' 2>/dev/null
 import socket, sys
 s = socket.socket(); s.settimeout(1)

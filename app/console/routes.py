@@ -356,8 +356,8 @@ def _pair_rows(db: Session, pairs: list[Pair], now: datetime, period: timedelta)
             .where(Call.pair_id.in_(ids), Call.outcome == "contact", Call.accepted_at >= first)
             .group_by(Call.pair_id, week)
         ).all():
-            if pid is not None and w is not None and 0 <= int(w) < 12:
-                strips[pid][int(w)] = n
+            if pid is not None and w is not None and 0 <= int(w) <= 12:
+                strips[pid][min(int(w), 11)] += n  # the last week ends now, and includes now
     return [
         PairRow(
             p,
@@ -535,7 +535,14 @@ def new_participant_form(request: Request, who: StaffMember) -> Response:
     )
 
 
-def _field_errors(exc: ServiceError) -> dict[str, str]:
+def _field_errors(*problems: ServiceError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for exc in reversed(problems):
+        errors.update(_field_error(exc))
+    return errors
+
+
+def _field_error(exc: ServiceError) -> dict[str, str]:
     field, _, message = str(exc).partition(": ")
     if not message:
         return {"form": str(exc)}
@@ -556,6 +563,24 @@ def _field_errors(exc: ServiceError) -> dict[str, str]:
 @router.post("/participants")
 def create_participant(request: Request, who: StaffMember, form: CheckedForm, db: SessionDep) -> Response:
     ctx = who.actor.ctx
+    problems = participants.enrolment_problems(
+        name=form.get("name", ""),
+        phone=form.get("phone", ""),
+        timezone=form.get("timezone", ""),
+        quiet_hours=form.get("quiet_hours") or None,
+        region=ctx.settings.default_region,
+    )
+    if problems:
+        return page(
+            request,
+            who,
+            "participant_form.html",
+            status_code=400,
+            person=None,
+            values=form,
+            errors=_field_errors(*problems),
+            zones=_zones(),
+        )
     try:
         person = participants.enrol(
             db,

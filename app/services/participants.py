@@ -16,6 +16,31 @@ from ivr.phone import InvalidPhoneNumber, normalise
 from ivr.quiet_hours import InvalidQuietHours, InvalidTimeZone, QuietHours, zone
 
 
+def enrolment_problems(
+    *, name: str, phone: str, timezone: str, quiet_hours: str | None, region: str = "US"
+) -> list[Invalid]:
+    """Every field that is wrong, not only the first, so a form can say them all at once."""
+    problems: list[Invalid] = []
+    if not name.strip():
+        problems.append(Invalid("name: must not be empty"))
+    elif len(name.strip()) > 120:
+        problems.append(Invalid("name: at most 120 characters"))
+    try:
+        normalise(phone, region)
+    except InvalidPhoneNumber as exc:
+        problems.append(Invalid(f"phone: {exc}"))
+    try:
+        zone(timezone)
+    except InvalidTimeZone as exc:
+        problems.append(Invalid(f"timezone: {exc}"))
+    if quiet_hours:
+        try:
+            QuietHours.parse(quiet_hours)
+        except InvalidQuietHours as exc:
+            problems.append(Invalid(f"quiet_hours: {exc}"))
+    return problems
+
+
 def enrol(
     db: Session,
     vault: PhoneVault,
@@ -28,25 +53,14 @@ def enrol(
     region: str = "US",
     now: datetime,
 ) -> Participant:
+    problems = enrolment_problems(
+        name=name, phone=phone, timezone=timezone, quiet_hours=quiet_hours, region=region
+    )
+    if problems:
+        raise problems[0]
     name = name.strip()
-    if not name:
-        raise Invalid("name: must not be empty")
-    if len(name) > 120:
-        raise Invalid("name: at most 120 characters")
-    try:
-        e164 = normalise(phone, region)
-    except InvalidPhoneNumber as exc:
-        raise Invalid(f"phone: {exc}") from None
-    try:
-        zone(timezone)
-    except InvalidTimeZone as exc:
-        raise Invalid(f"timezone: {exc}") from None
-    quiet = None
-    if quiet_hours:
-        try:
-            quiet = str(QuietHours.parse(quiet_hours))
-        except InvalidQuietHours as exc:
-            raise Invalid(f"quiet_hours: {exc}") from None
+    e164 = normalise(phone, region)
+    quiet = str(QuietHours.parse(quiet_hours)) if quiet_hours else None
     index = vault.blind_index(e164)
     if db.scalar(select(Participant.id).where(Participant.phone_index == index)) is not None:
         raise Conflict("phone: this number is already enrolled")

@@ -51,8 +51,9 @@ class ProgrammeStats:
 def _weeks(contacts: list[tuple[datetime, int | None]], first: datetime, count: int) -> list[Week]:
     buckets: list[list[int]] = [[0, 0] for _ in range(count)]
     for at, seconds in contacts:
-        i = int((at - first) / WEEK)
-        if 0 <= i < count:
+        # the last week ends now, and includes now
+        i = min(int((at - first) / WEEK), count - 1)
+        if i >= 0:
             buckets[i][0] += 1
             buckets[i][1] += seconds or 0
     return [Week(first + i * WEEK, n, round(s / 60, 1)) for i, (n, s) in enumerate(buckets)]

@@ -1,0 +1,296 @@
+"""The console in a real browser (Debian's Chromium through Playwright) against a live server."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.db import make_engine
+from app.fake_twilio import FakeTwilio
+from app.main import create_app
+from app.models import Base
+from app.services import staff
+from app.settings import Settings
+from app.telephone import Scripted, Telephone
+from tests.conftest import ANA, BEA, PROGRAMME_NUMBER, SECRET, FakeClock, ServerThread
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed")
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+
+class Live:
+    def __init__(self, tmp: Path, fake_twilio_url: str) -> None:
+        url = f"sqlite:///{tmp}/console.db"
+        engine = make_engine(url)
+        Base.metadata.create_all(engine)
+        engine.dispose()
+        self.clock = FakeClock(datetime(2026, 11, 17, 20, 0, tzinfo=UTC))
+        self.settings = Settings(
+            database_url=url,
+            public_base_url="http://127.0.0.1:1",
+            twilio_auth_token="console-token",
+            twilio_phone_number=PROGRAMME_NUMBER,
+            secret_key=SECRET,
+            scheduler_enabled=False,
+            twilio_api_url=fake_twilio_url,
+        )
+        self.app: FastAPI = create_app(self.settings)
+        self.app.state.context.clock = self.clock
+        self.server = ServerThread(self.app)
+        # Twilio signs the URL it was given: the public URL is this live server's
+        self.settings.public_base_url = self.server.url
+        with self.app.state.sessionmaker() as db:
+            for role in ("nurse", "staff", "admin"):
+                staff.create_user(
+                    db,
+                    email=f"{role}@clinic.example.org",
+                    password=f"{role}-password-long",
+                    role=role,
+                    now=self.clock(),
+                )
+            db.commit()
+        self.http = httpx.Client(timeout=10)
+        self.phone = Telephone(
+            self.http,
+            public_base_url=self.server.url,
+            auth_token="console-token",
+            programme_number=PROGRAMME_NUMBER,
+        )
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def close(self) -> None:
+        self.http.close()
+        self.server.stop()
+        self.app.state.engine.dispose()
+
+
+@pytest.fixture
+def live(tmp_path: Path, fake_twilio_server: ServerThread, fake_twilio: FakeTwilio) -> Iterator[Live]:
+    server = Live(tmp_path, fake_twilio_server.url)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: object) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1200, "height": 900})  # type: ignore[attr-defined]
+    context.set_default_timeout(5000)
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+def sign_in(page: object, live: Live, role: str) -> None:
+    page.goto(f"{live.url}/console/login")  # type: ignore[attr-defined]
+    page.get_by_label("Email").fill(f"{role}@clinic.example.org")  # type: ignore[attr-defined]
+    page.get_by_label("Password").fill(f"{role}-password-long")  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Sign in").click()  # type: ignore[attr-defined]
+    page.wait_for_url(f"{live.url}/console/")  # type: ignore[attr-defined]
+
+
+def shot(page: object, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def enrol(page: object, live: Live, name: str, phone: str, zone: str, quiet: str = "") -> None:
+    page.goto(f"{live.url}/console/participants/new")  # type: ignore[attr-defined]
+    page.get_by_label("Name or alias").fill(name)  # type: ignore[attr-defined]
+    page.get_by_label("Home phone number").fill(phone)  # type: ignore[attr-defined]
+    page.get_by_label("Time zone").select_option(zone)  # type: ignore[attr-defined]
+    page.get_by_label("Quiet hours (optional)").fill(quiet)  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Enrol").click()  # type: ignore[attr-defined]
+    page.get_by_text("Enrolled.").wait_for()  # type: ignore[attr-defined]
+
+
+def test_staff_enrol_and_pair_then_a_call_shows_on_the_pair_page(page: object, live: Live) -> None:
+    p = page
+    response = p.goto(f"{live.url}/console/login")  # type: ignore[attr-defined]
+    headers = response.headers
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY" and headers["referrer-policy"] == "no-referrer"
+    shot(p, "01-sign-in")
+    sign_in(p, live, "staff")
+
+    p.goto(f"{live.url}/console/participants/new")  # type: ignore[attr-defined]
+    p.get_by_label("Name or alias").fill("Ana")  # type: ignore[attr-defined]
+    p.get_by_label("Home phone number").fill("555-01")  # type: ignore[attr-defined]
+    p.get_by_label("Quiet hours (optional)").fill("late")  # type: ignore[attr-defined]
+    p.get_by_role("button", name="Enrol").click()  # type: ignore[attr-defined]
+    assert p.locator("#phone-error").inner_text().startswith("This phone number does not look right")  # type: ignore[attr-defined]
+    assert p.locator("#quiet_hours-error").inner_text().startswith("Write quiet hours like 21:00-09:00")  # type: ignore[attr-defined]
+    assert p.get_by_label("Name or alias").input_value() == "Ana"  # what was typed is kept  # type: ignore[attr-defined]
+    shot(p, "05-enrol-with-an-error")
+
+    enrol(p, live, "Ana", "(617) 555-0101", "America/New_York", "21:00-09:00")
+    shot(p, "06-participant")
+    enrol(p, live, "Bea", "617 555 0102", "America/Chicago")
+    p.goto(f"{live.url}/console/pairs/new")  # type: ignore[attr-defined]
+    p.get_by_label("First partner").select_option(label="Ana (#1, America/New_York)")  # type: ignore[attr-defined]
+    p.get_by_label("Second partner").select_option(label="Bea (#2, America/Chicago)")  # type: ignore[attr-defined]
+    p.get_by_role("button", name="Make the pair").click()  # type: ignore[attr-defined]
+    p.wait_for_url(f"{live.url}/console/pairs/1")  # type: ignore[attr-defined]
+
+    live.phone.call(ANA, Scripted(talk_seconds=300), Scripted(["1"]))
+    p.reload()  # type: ignore[attr-defined]
+    row = p.locator("table tbody tr").first  # type: ignore[attr-defined]
+    assert "Ana" in row.inner_text() and "5 min 0 s" in row.inner_text() and "talked" in row.inner_text()
+    assert "partner call" in row.inner_text()
+    shot(p, "04-pair")
+
+    p.goto(f"{live.url}/console/pairs")  # type: ignore[attr-defined]
+    assert "Ana & Bea" in p.locator("table").inner_text()  # type: ignore[attr-defined]
+    shot(p, "03-pairs")
+    p.goto(f"{live.url}/console/participants")  # type: ignore[attr-defined]
+    assert "+16175550101" in p.locator("table").inner_text()  # type: ignore[attr-defined]
+    shot(p, "07-participants")
+    p.goto(f"{live.url}/console/")  # type: ignore[attr-defined]
+    assert "1 of 1" in p.locator(".tiles").inner_text()  # type: ignore[attr-defined]
+    shot(p, "02-today")
+
+
+def test_a_nurse_hears_a_message_marks_it_handled_and_cannot_enrol_or_remove(
+    page: object, live: Live
+) -> None:
+    p = page
+    sign_in(p, live, "staff")
+    enrol(p, live, "Ana", ANA, "America/New_York")
+    enrol(p, live, "Bea", BEA, "America/New_York")
+    p.goto(f"{live.url}/console/pairs/new?with=1")  # type: ignore[attr-defined]
+    p.get_by_label("Second partner").select_option("2")  # type: ignore[attr-defined]
+    p.get_by_role("button", name="Make the pair").click()  # type: ignore[attr-defined]
+    live.phone.call(BEA, Scripted(["1"], talk_seconds=90, message_seconds=25), Scripted(["1"]))
+    p.get_by_role("button", name="Sign out").click()  # type: ignore[attr-defined]
+
+    sign_in(p, live, "nurse")
+    nav = p.get_by_role("navigation", name="Main").inner_text()  # type: ignore[attr-defined]
+    assert "Participants" not in nav and "Staff" not in nav
+    p.goto(f"{live.url}/console/messages")  # type: ignore[attr-defined]
+    card = p.locator("li.message").first  # type: ignore[attr-defined]
+    assert "Bea" in card.inner_text() and "25 seconds" in card.inner_text()
+    audio = p.request.get(f"{live.url}/console/messages/1/recording")  # type: ignore[attr-defined]
+    assert audio.status == 200 and audio.headers["content-type"] == "audio/mpeg"
+    shot(p, "08-messages")
+    p.get_by_role("button", name="Mark handled").click()  # type: ignore[attr-defined]
+    p.goto(f"{live.url}/console/messages?show=handled")  # type: ignore[attr-defined]
+    assert "Handled by nurse@clinic.example.org" in p.locator("li.message").first.inner_text()  # type: ignore[attr-defined]
+
+    p.goto(f"{live.url}/console/pairs/1")  # type: ignore[attr-defined]
+    assert p.get_by_role("button", name="End this pair").count() == 0  # type: ignore[attr-defined]
+    for url in ("/console/participants/new", "/console/participants/1/remove", "/console/staff"):
+        response = p.goto(live.url + url)  # type: ignore[attr-defined]
+        assert response.status == 403
+        assert "This page is for" in p.locator("main").inner_text()  # type: ignore[attr-defined]
+    refused = p.request.post(f"{live.url}/console/participants/1/remove", form={"csrf_token": "x"})  # type: ignore[attr-defined]
+    assert refused.status == 403
+
+
+def test_staff_remove_a_participant_after_reading_what_is_erased(page: object, live: Live) -> None:
+    p = page
+    sign_in(p, live, "staff")
+    enrol(p, live, "Ana", ANA, "America/New_York")
+    p.goto(f"{live.url}/console/participants/1")  # type: ignore[attr-defined]
+    p.get_by_role("link", name="Remove this participant's number…").click()  # type: ignore[attr-defined]
+    text = p.locator("main").inner_text()  # type: ignore[attr-defined]
+    assert "What is erased" in text and "What is kept" in text and "record of past calls" in text
+    shot(p, "09-remove-confirmation")
+    p.get_by_role("button", name="Yes, remove the number").click()  # type: ignore[attr-defined]
+    p.wait_for_url(f"{live.url}/console/participants/1")  # type: ignore[attr-defined]
+    assert "Phone: erased" in p.locator("main").inner_text()  # type: ignore[attr-defined]
+    assert "withdrawn" in p.locator("main").inner_text()  # type: ignore[attr-defined]
+
+
+def test_a_form_without_its_csrf_token_is_refused(page: object, live: Live) -> None:
+    p = page
+    sign_in(p, live, "staff")
+    response = p.request.post(  # type: ignore[attr-defined]
+        f"{live.url}/console/participants",
+        form={"name": "Mallory", "phone": "+16175550105", "timezone": "UTC"},
+    )
+    assert response.status == 403 and "form has expired" in response.text()
+    p.goto(f"{live.url}/console/participants")  # type: ignore[attr-defined]
+    assert "Mallory" not in p.locator("main").inner_text()  # type: ignore[attr-defined]
+
+
+def test_the_session_ends_after_fifteen_idle_minutes(page: object, live: Live) -> None:
+    p = page
+    sign_in(p, live, "nurse")
+    live.clock.advance(minutes=14)
+    p.goto(f"{live.url}/console/pairs")  # type: ignore[attr-defined]
+    assert p.url == f"{live.url}/console/pairs"  # type: ignore[attr-defined]
+    live.clock.advance(minutes=14)  # still inside: the session slid with the last page
+    p.goto(f"{live.url}/console/attention")  # type: ignore[attr-defined]
+    assert p.url == f"{live.url}/console/attention"  # type: ignore[attr-defined]
+    live.clock.advance(minutes=16)
+    p.goto(f"{live.url}/console/pairs")  # type: ignore[attr-defined]
+    assert p.url.startswith(f"{live.url}/console/login")  # type: ignore[attr-defined]
+
+
+def test_admin_pages_and_the_attention_list(page: object, live: Live) -> None:
+    from app.models import AttentionFlag
+    from app.services import participants
+
+    with live.app.state.sessionmaker() as db:
+        vault = live.app.state.context.vault
+        a = participants.enrol(
+            db, vault, name="Cal", phone="+16175550103", timezone="UTC", quiet_hours=None, now=live.clock()
+        )
+        b = participants.enrol(
+            db, vault, name="Dee", phone="+16175550104", timezone="UTC", quiet_hours=None, now=live.clock()
+        )
+        pair = participants.make_pair(db, a.id, b.id, now=live.clock())
+        db.add(
+            AttentionFlag(
+                pair_id=pair.id,
+                period_start=live.clock(),
+                raised_at=live.clock(),
+                reason="no contact for 2 weeks; 4 reminder calls unanswered",
+            )
+        )
+        db.commit()
+    p = page
+    sign_in(p, live, "admin")
+    p.goto(f"{live.url}/console/attention")  # type: ignore[attr-defined]
+    assert "4 reminder calls unanswered" in p.locator("main").inner_text()  # type: ignore[attr-defined]
+    shot(p, "10-attention")
+    p.get_by_label("What did you do?").fill("Called Cal; they will try Sunday")  # type: ignore[attr-defined]
+    p.get_by_role("button", name="Mark reached out").click()  # type: ignore[attr-defined]
+    assert "No pair needs attention" in p.locator("main").inner_text()  # type: ignore[attr-defined]
+    p.goto(f"{live.url}/console/pairs/{pair.id}")  # type: ignore[attr-defined]
+    assert "Called Cal; they will try Sunday" in p.locator("main").inner_text()  # type: ignore[attr-defined]
+    p.goto(f"{live.url}/console/staff")  # type: ignore[attr-defined]
+    shot(p, "11-staff")
+    p.goto(f"{live.url}/console/audit")  # type: ignore[attr-defined]
+    assert "attention.clear" in p.locator("table").inner_text()  # type: ignore[attr-defined]
+    shot(p, "12-audit")
