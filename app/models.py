@@ -99,6 +99,8 @@ class Call(Base):
         Index("ix_call_pair_initiator_started", "pair_id", "initiator_id", "started_at"),
         # the call log, newest first, paged by (started_at, id)
         Index("ix_call_started_id", "started_at", "id"),
+        # contacts per week for the whole programme, read from the index alone
+        Index("ix_call_outcome_accepted", "outcome", "accepted_at", "duration_seconds"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

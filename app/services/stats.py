@@ -48,17 +48,6 @@ class ProgrammeStats:
     unhandled_messages: int
 
 
-def _weeks(contacts: list[tuple[datetime, int | None]], first: datetime, count: int) -> list[Week]:
-    buckets: list[list[int]] = [[0, 0] for _ in range(count)]
-    for at, seconds in contacts:
-        # the last week ends now, and includes now
-        i = min(int((at - first) / WEEK), count - 1)
-        if i >= 0:
-            buckets[i][0] += 1
-            buckets[i][1] += seconds or 0
-    return [Week(first + i * WEEK, n, round(s / 60, 1)) for i, (n, s) in enumerate(buckets)]
-
-
 def week_index(db: Session, column: Any, start: datetime) -> Any:
     """Whole weeks from `start` to the column's time, computed by the database."""
     if db.get_bind().dialect.name == "postgresql":
@@ -120,19 +109,26 @@ def programme_stats(db: Session, now: datetime, period: timedelta, weeks: int = 
         or 0
     )
     first = now - weeks * WEEK
-    rows = db.execute(
-        select(Call.accepted_at, Call.duration_seconds).where(
-            Call.outcome == "contact", Call.accepted_at >= first
-        )
+    week = week_index(db, Call.accepted_at, first).label("week")
+    per_week = db.execute(
+        select(week, func.count(Call.id), func.coalesce(func.sum(Call.duration_seconds), 0))
+        .where(Call.outcome == "contact", Call.accepted_at >= first)
+        .group_by(week)
     ).all()
-    contacts = [(at, secs) for at, secs in rows if at is not None]
+    buckets = [[0, 0] for _ in range(weeks)]
+    for w, n, secs in per_week:
+        if w is not None and 0 <= int(w) <= weeks:
+            i = min(int(w), weeks - 1)  # the last week ends now, and includes now
+            buckets[i][0] += n
+            buckets[i][1] += secs
+    by_week = [Week(first + i * WEEK, n, round(secs / 60, 1)) for i, (n, secs) in enumerate(buckets)]
     return ProgrammeStats(
         active_pairs=active,
         pairs_with_contact_this_period=talking,
         share_of_pairs_with_contact_this_period=round(talking / active, 3) if active else 0.0,
-        contacts=len(contacts),
-        minutes=round(sum(s or 0 for _, s in contacts) / 60, 1),
-        by_week=_weeks(contacts, first, weeks),
+        contacts=sum(w.contacts for w in by_week),
+        minutes=round(sum(secs for _, secs in buckets) / 60, 1),
+        by_week=by_week,
         attention=db.scalar(select(func.count(AttentionFlag.id)).where(AttentionFlag.cleared_at.is_(None)))
         or 0,
         unhandled_messages=db.scalar(

@@ -23,9 +23,13 @@ def upgrade() -> None:
     with op.batch_alter_table("call", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_call_callee_id"), ["callee_id"], unique=False)
         batch_op.create_index("ix_call_started_id", ["started_at", "id"], unique=False)
+        batch_op.create_index(
+            "ix_call_outcome_accepted", ["outcome", "accepted_at", "duration_seconds"], unique=False
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("call", schema=None) as batch_op:
+        batch_op.drop_index("ix_call_outcome_accepted")
         batch_op.drop_index("ix_call_started_id")
         batch_op.drop_index(batch_op.f("ix_call_callee_id"))
