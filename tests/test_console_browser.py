@@ -294,3 +294,29 @@ def test_admin_pages_and_the_attention_list(page: object, live: Live) -> None:
     p.goto(f"{live.url}/console/audit")  # type: ignore[attr-defined]
     assert "attention.clear" in p.locator("table").inner_text()  # type: ignore[attr-defined]
     shot(p, "12-audit")
+
+
+def test_pages_fit_the_window_at_200_percent_zoom_and_work_by_keyboard(browser: object, live: Live) -> None:
+    # 200 % zoom of a 1280-pixel window is a 640-CSS-pixel viewport at twice the pixel density
+    context = browser.new_context(viewport={"width": 640, "height": 900}, device_scale_factor=2)  # type: ignore[attr-defined]
+    context.set_default_timeout(5000)
+    p = context.new_page()
+    try:
+        p.goto(f"{live.url}/console/login")
+        p.get_by_label("Email").fill("staff@clinic.example.org")
+        p.get_by_label("Password").fill("staff-password-long")
+        p.get_by_label("Password").press("Enter")
+        p.wait_for_url(f"{live.url}/console/")
+        p.keyboard.press("Tab")  # the skip link comes first
+        assert p.evaluate("document.activeElement.textContent") == "Skip to content"
+        p.keyboard.press("Enter")
+        assert p.evaluate("document.activeElement.id") == "main"
+        for path in ("/console/", "/console/pairs", "/console/participants/new", "/console/messages"):
+            p.goto(live.url + path)
+            overflow = p.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{path} scrolls sideways at 200 % zoom"
+        shot(p, "13-messages-at-200-percent-zoom")
+    finally:
+        context.close()

@@ -58,3 +58,13 @@ def page_params(
     ] = None,
 ) -> tuple[int, str | None]:
     return limit, cursor
+
+
+def after(cursor: str | None, shape: tuple[type, ...] = (int,)) -> tuple[Any, ...] | None:
+    """The sort key a `?cursor=` stands for, or None for the first page."""
+    return decode_cursor(cursor, shape) if cursor else None
+
+
+def cursor_after(next_key: tuple[Any, ...] | None) -> str | None:
+    """The `next_cursor` to hand out, or None on the last page."""
+    return encode_cursor(*next_key) if next_key else None

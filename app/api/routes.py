@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.api import convert, schemas
 from app.api.deps import AdminActor, NurseActor, StaffActor, client_ip
-from app.api.pagination import decode_cursor, encode_cursor, page_params
+from app.api.pagination import after, cursor_after, page_params
 from app.context import ContextDep
 from app.db import SessionDep
 from app.models import AttentionFlag, Call, CareTeamMessage, Pair, StaffUser
@@ -81,14 +81,14 @@ def list_participants(
 ) -> schemas.PageOut[schemas.ParticipantOut]:
     limit, cursor = paging
     found = queries.participants(
-        db, status=status, search=search, after=decode_cursor(cursor, (int,)) if cursor else None, limit=limit
+        db, status=status, search=search, after=after(cursor), limit=limit
     )
     actor.audit(db, "participants.read", f"{len(found)} participants")
     db.commit()
     vault = actor.ctx.vault
     return schemas.PageOut(
         items=[convert.participant(p, vault, full_number=actor.sees_full_numbers) for p in found],
-        next_cursor=encode_cursor(*found.next_key) if found.next_key else None,
+        next_cursor=cursor_after(found.next_key),
     )
 
 
@@ -171,12 +171,12 @@ def list_pairs(
         db,
         active=active,
         participant_id=participant_id,
-        after=decode_cursor(cursor, (int,)) if cursor else None,
+        after=after(cursor),
         limit=limit,
     )
     return schemas.PageOut(
         items=_pairs_out(db, found.rows, actor),
-        next_cursor=encode_cursor(*found.next_key) if found.next_key else None,
+        next_cursor=cursor_after(found.next_key),
     )
 
 
@@ -240,7 +240,7 @@ def list_calls(
         since=_aware(since),
         until=_aware(until),
         outcome=outcome,
-        after=decode_cursor(cursor, (datetime, int)) if cursor else None,
+        after=after(cursor, (datetime, int)),
         limit=limit,
     )
     scope = f"pair:{pair_id}" if pair_id else f"participant:{participant_id}" if participant_id else "all"
@@ -248,7 +248,7 @@ def list_calls(
     db.commit()
     return schemas.PageOut(
         items=[convert.call(c) for c in found],
-        next_cursor=encode_cursor(*found.next_key) if found.next_key else None,
+        next_cursor=cursor_after(found.next_key),
     )
 
 
@@ -352,13 +352,13 @@ def list_attention(
         db,
         open_only=not include_cleared,
         pair_id=pair_id,
-        after=decode_cursor(cursor, (int,)) if cursor else None,
+        after=after(cursor),
         limit=limit,
     )
     pairs = {p.id: p for p in db.scalars(select(Pair).where(Pair.id.in_({f.pair_id for f in found})))}
     return schemas.PageOut(
         items=[convert.attention(f, pairs.get(f.pair_id)) for f in found],
-        next_cursor=encode_cursor(*found.next_key) if found.next_key else None,
+        next_cursor=cursor_after(found.next_key),
     )
 
 
@@ -393,14 +393,14 @@ def list_messages(
         db,
         handled=handled,
         participant_id=participant_id,
-        after=decode_cursor(cursor, (int,)) if cursor else None,
+        after=after(cursor),
         limit=limit,
     )
     actor.audit(db, "messages.read", f"{len(found)} messages")
     db.commit()
     return schemas.PageOut(
         items=[convert.message(m) for m in found],
-        next_cursor=encode_cursor(*found.next_key) if found.next_key else None,
+        next_cursor=cursor_after(found.next_key),
     )
 
 
@@ -463,24 +463,24 @@ def list_audit(
         db,
         actor=actor_email,
         action=action,
-        after=decode_cursor(cursor, (int,)) if cursor else None,
+        after=after(cursor),
         limit=limit,
     )
     actor.audit(db, "audit.read")
     db.commit()
     return schemas.PageOut(
         items=[convert.audit_event(e) for e in found],
-        next_cursor=encode_cursor(*found.next_key) if found.next_key else None,
+        next_cursor=cursor_after(found.next_key),
     )
 
 
 @router.get("/users", response_model=schemas.PageOut[schemas.UserOut], tags=["users"])
 def list_users(actor: AdminActor, db: SessionDep, paging: Paging) -> schemas.PageOut[schemas.UserOut]:
     limit, cursor = paging
-    found = queries.users(db, after=decode_cursor(cursor, (int,)) if cursor else None, limit=limit)
+    found = queries.users(db, after=after(cursor), limit=limit)
     return schemas.PageOut(
         items=[convert.user(u) for u in found],
-        next_cursor=encode_cursor(*found.next_key) if found.next_key else None,
+        next_cursor=cursor_after(found.next_key),
     )
 
 

@@ -18,8 +18,9 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from app.api import convert
 from app.api.deps import Actor, client_ip
-from app.api.pagination import decode_cursor, encode_cursor
+from app.api.pagination import after, cursor_after
 from app.console.session import COOKIE, IDLE_TIMEOUT, LOGIN_COOKIE, ConsoleSession, SessionKeys
 from app.context import ContextDep
 from app.db import SessionDep
@@ -27,7 +28,6 @@ from app.models import AttentionFlag, Call, CareTeamMessage, Pair, Participant, 
 from app.services import audit, participants, queries, staff, stats
 from app.services.errors import ServiceError
 from app.services.staff import BadCredentials, Locked, Role
-from ivr.phone import masked
 from ivr.quiet_hours import _known_zones
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -389,11 +389,11 @@ def pairs_page(
     if q.strip():
         matching = select(Participant.id).where(Participant.name.ilike(f"%{q.strip()}%"))
         stmt = stmt.where(or_(Pair.participant_a_id.in_(matching), Pair.participant_b_id.in_(matching)))
-    found = queries.keyset(db, stmt, [Pair.id], decode_cursor(cursor, (int,)) if cursor else None, PAGE)
+    found = queries.keyset(db, stmt, [Pair.id], after(cursor), PAGE)
     rows = _pair_rows(db, found.rows, ctx.clock(), ctx.policy.contact_period)
     who.audit(db, "console.pairs.read", f"{len(rows)} pairs")
     db.commit()
-    next_cursor = encode_cursor(*found.next_key) if found.next_key else None
+    next_cursor = cursor_after(found.next_key)
     return page(
         request, who, "pairs.html", rows=rows, q=q, show=show, next_cursor=next_cursor, now=ctx.clock()
     )
@@ -507,16 +507,14 @@ def participants_page(
         db,
         status=None,
         search=q.strip() or None,
-        after=decode_cursor(cursor, (int,)) if cursor else None,
+        after=after(cursor),
         limit=PAGE,
     )
-    vault = who.actor.ctx.vault
-    phones = {p.id: (vault.decrypt(p.phone_ciphertext) if p.phone_ciphertext else None) for p in found}
-    if not who.actor.sees_full_numbers:
-        phones = {k: masked(v) if v else None for k, v in phones.items()}
+    vault, full = who.actor.ctx.vault, who.actor.sees_full_numbers
+    phones = {p.id: convert.participant(p, vault, full_number=full).phone for p in found}
     who.audit(db, "console.participants.read", f"{len(found)} participants")
     db.commit()
-    next_cursor = encode_cursor(*found.next_key) if found.next_key else None
+    next_cursor = cursor_after(found.next_key)
     return page(
         request, who, "participants.html", people=found.rows, phones=phones, q=q, next_cursor=next_cursor
     )
@@ -716,13 +714,13 @@ def messages_page(
         db,
         handled=handled,
         participant_id=None,
-        after=decode_cursor(cursor, (int,)) if cursor else None,
+        after=after(cursor),
         limit=PAGE,
     )
     people = _people(db, [m.participant_id for m in found if m.participant_id])
     who.audit(db, "messages.read", f"{len(found)} messages")
     db.commit()
-    next_cursor = encode_cursor(*found.next_key) if found.next_key else None
+    next_cursor = cursor_after(found.next_key)
     return page(
         request, who, "messages.html", messages=found.rows, people=people, show=show, next_cursor=next_cursor
     )
@@ -843,12 +841,12 @@ def audit_page(
         db,
         actor=actor.strip().lower() or None,
         action=None,
-        after=decode_cursor(cursor, (int,)) if cursor else None,
+        after=after(cursor),
         limit=50,
     )
     who.audit(db, "audit.read")
     db.commit()
-    next_cursor = encode_cursor(*found.next_key) if found.next_key else None
+    next_cursor = cursor_after(found.next_key)
     return page(request, who, "audit.html", events=found.rows, next_cursor=next_cursor, actor=actor)
 
 
