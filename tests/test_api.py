@@ -381,3 +381,14 @@ def test_admins_manage_staff_accounts(client: TestClient, staff: Staff) -> None:
     assert client.patch(
         f"/api/v1/users/{me['id']}", json={"role": "nurse"}, headers=staff["admin"]
     ).status_code in (409, 200)
+
+
+def test_one_address_trying_many_accounts_is_slowed_down_too(
+    client: TestClient, staff: Staff, clock: FakeClock
+) -> None:
+    for i in range(50):
+        assert sign_in(client, f"guess{i}@clinic.example.org", "wrong password!").status_code == 401
+    refused = sign_in(client, "nurse@clinic.example.org", "nurse-password-long")
+    assert refused.status_code == 429 and "this address" in refused.json()["detail"]
+    clock.advance(minutes=16)
+    assert sign_in(client, "nurse@clinic.example.org", "nurse-password-long").status_code == 200
