@@ -342,8 +342,8 @@ def fake_twilio(
                 call.sid,
                 call.to,
                 call.url,
-                TerminalParty("you"),
-                TerminalParty("partner"),
+                TerminalParty("You"),
+                TerminalParty("Your partner"),
                 status_callback=call.status_callback,
             )
             typer.echo("The reminder call has ended.")
@@ -391,7 +391,7 @@ def phone(
             programme_number=settings.programme_number,
         )
         try:
-            phone_.call(from_number, TerminalParty("you"), TerminalParty("partner"))
+            phone_.call(from_number, TerminalParty("You"), TerminalParty("Your partner"))
         except httpx.HTTPError as exc:
             fail(f"could not reach the service at {url or settings.public_base_url}: {exc}")
         except AssertionError as exc:
@@ -401,6 +401,9 @@ def phone(
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    # each request the terminal phone sends is not news to the person holding it
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     cli()
 
 

@@ -17,11 +17,13 @@ class TerminalParty:
         self._bridged_at: float | None = None
 
     def hear(self, text: str) -> None:
-        typer.secho(f"  {self.label} hears: ", fg=typer.colors.CYAN, nl=False)
+        verb = "hear" if self.label == "You" else "hears"
+        typer.secho(f"  {self.label} {verb}: ", fg=typer.colors.CYAN, nl=False)
         typer.echo(text)
 
     def ring(self) -> bool:
-        typer.secho(f"\n  ☎  {self.label}'s phone is ringing.", fg=typer.colors.YELLOW)
+        whose = "Your" if self.label == "You" else f"{self.label}'s"
+        typer.secho(f"\n  ☎  {whose} phone is ringing.", fg=typer.colors.YELLOW)
         answer = self._ask("Enter to answer, n then Enter to let it ring")
         return answer.strip().lower() not in ("n", HANG_UP)
 

@@ -89,7 +89,7 @@ def test_a_new_user_calls_their_partner_from_the_terminal(served: dict[str, str]
     assert result.returncode == 0, result.stderr
     assert "Hello, Ana" in out
     assert "Do not change any medicine" in out
-    assert "partner's phone is ringing" in out
+    assert "Your partner's phone is ringing" in out
     assert "Your Peerline partner is calling" in out
     assert "Your care team will get your message" in out
     assert "6175550102" not in out.replace("-", "").replace(" ", "")

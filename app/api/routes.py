@@ -80,9 +80,7 @@ def list_participants(
     search: Annotated[str | None, Query(max_length=120)] = None,
 ) -> schemas.PageOut[schemas.ParticipantOut]:
     limit, cursor = paging
-    found = queries.participants(
-        db, status=status, search=search, after=after(cursor), limit=limit
-    )
+    found = queries.participants(db, status=status, search=search, after=after(cursor), limit=limit)
     actor.audit(db, "participants.read", f"{len(found)} participants")
     db.commit()
     vault = actor.ctx.vault
