@@ -25,7 +25,7 @@ class InvalidTimeZone(ValueError):
 
 def zone(name: str) -> ZoneInfo:
     """The time zone named, or InvalidTimeZone with a reason."""
-    if not name or name not in _known_zones():
+    if not name or name not in known_zones():
         raise InvalidTimeZone(f"unknown time zone {name!r}; use an IANA name like America/New_York")
     try:
         return ZoneInfo(name)
@@ -36,7 +36,7 @@ def zone(name: str) -> ZoneInfo:
 _ZONES: frozenset[str] | None = None
 
 
-def _known_zones() -> frozenset[str]:
+def known_zones() -> frozenset[str]:
     global _ZONES
     if _ZONES is None:
         _ZONES = frozenset(available_timezones())

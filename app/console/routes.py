@@ -28,7 +28,7 @@ from app.models import AttentionFlag, Call, CareTeamMessage, Pair, Participant, 
 from app.services import audit, participants, queries, staff, stats
 from app.services.errors import ServiceError
 from app.services.staff import BadCredentials, Locked, Role
-from ivr.quiet_hours import _known_zones
+from ivr.quiet_hours import known_zones
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -490,7 +490,7 @@ def pair_end(request: Request, who: StaffMember, form: CheckedForm, db: SessionD
 
 def _zones() -> list[str]:
     rest = sorted(
-        z for z in _known_zones() if "/" in z and not z.startswith(("Etc/", "SystemV/", "posix/", "right/"))
+        z for z in known_zones() if "/" in z and not z.startswith(("Etc/", "SystemV/", "posix/", "right/"))
     )
     return [*COMMON_ZONES, "UTC", *[z for z in rest if z not in COMMON_ZONES]]
 

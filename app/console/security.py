@@ -14,7 +14,6 @@ CSP = (
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
 )
 HEADERS = {
-    "Content-Security-Policy": CSP,
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
@@ -38,6 +37,9 @@ class SecurityHeaders:
                 for name, value in HEADERS.items():
                     headers.setdefault(name, value)
                 if console:
+                    # FastAPI's own /docs page loads Swagger UI with inline script: the console
+                    # needs no script at all, so the strict policy is the console's
+                    headers.setdefault("Content-Security-Policy", CSP)
                     headers.setdefault("Cache-Control", "no-store")
             await send(message)
 
