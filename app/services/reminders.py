@@ -15,7 +15,7 @@ Two phases, each safe to run in several processes at once:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -53,7 +53,6 @@ class SweepReport:
     failed: int = 0
     unknown: int = 0
     rate_limited: int = 0
-    errors: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (
