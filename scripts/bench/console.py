@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,12 +21,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from app.console.session import COOKIE
-from app.db import make_engine
 from app.main import create_app
-from app.migrate import upgrade
 from app.services import staff
 from app.settings import Settings
-from scripts.bench.data import NOW, build_people_and_pairs, load_calls
+from scripts.bench.data import NOW, build_people_and_pairs, fresh_database, load_calls
 
 PAGES = [
     "/console/",
@@ -49,10 +46,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
-    url = args.database_url or f"sqlite:///{tempfile.mkdtemp(prefix='peerline-bench-')}/console.db"
-    url = Settings(database_url=url).database_url
-    upgrade(url)
-    engine = make_engine(url)
+    url, engine = fresh_database(args.database_url, "console")
     t0 = time.perf_counter()
     last_contacts = build_people_and_pairs(engine, args.pairs)
     load_calls(engine, 0, args.calls, args.pairs, last_contacts)

@@ -18,6 +18,21 @@ PERIOD = timedelta(days=7)
 DUE_SHARE = 0.1  # one pair in ten has gone quiet
 
 
+def fresh_database(url: str | None, name: str) -> tuple[str, Engine]:
+    """The given database (or a new SQLite file), migrated to head, and an engine on it."""
+    import tempfile
+
+    from app.db import make_engine
+    from app.migrate import upgrade
+    from app.settings import Settings
+
+    url = Settings(
+        database_url=url or f"sqlite:///{tempfile.mkdtemp(prefix='peerline-bench-')}/{name}.db"
+    ).database_url
+    upgrade(url)
+    return url, make_engine(url)
+
+
 def ts(dt: datetime, sqlite: bool) -> object:
     return dt.replace(tzinfo=None).isoformat(sep=" ") if sqlite else dt
 

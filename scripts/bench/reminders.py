@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,13 +22,10 @@ from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app.db import make_engine
-from app.migrate import upgrade
 from app.models import Call, Pair
 from app.services import reminders
 from app.services.policy import Policy
-from app.settings import Settings
-from scripts.bench.data import NOW, PERIOD, build_people_and_pairs, load_calls
+from scripts.bench.data import NOW, PERIOD, build_people_and_pairs, fresh_database, load_calls
 
 
 def sweep_decision(db: Session) -> int:
@@ -90,10 +86,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=50_000)
     parser.add_argument("--calls", type=int, default=5_000_000)
     args = parser.parse_args()
-    url = args.database_url or f"sqlite:///{tempfile.mkdtemp(prefix='peerline-bench-')}/reminders.db"
-    url = Settings(database_url=url).database_url
-    upgrade(url)
-    engine = make_engine(url)
+    _, engine = fresh_database(args.database_url, "reminders")
     t0 = time.perf_counter()
     last_contacts = build_people_and_pairs(engine, args.pairs)
     first = args.calls // 5
