@@ -258,7 +258,7 @@ def test_the_session_ends_after_fifteen_idle_minutes(page: object, live: Live) -
 
 
 def test_admin_pages_and_the_attention_list(page: object, live: Live) -> None:
-    from app.models import AttentionFlag
+    from app.models import AttentionFlag, Reminder
     from app.services import participants
 
     with live.app.state.sessionmaker() as db:
@@ -278,6 +278,19 @@ def test_admin_pages_and_the_attention_list(page: object, live: Live) -> None:
                 reason="no contact for 2 weeks; 4 reminder calls unanswered",
             )
         )
+        db.add(
+            Reminder(
+                participant_id=a.id,
+                pair_id=pair.id,
+                period_start=live.clock(),
+                state="unknown",
+                attempts=1,
+                next_attempt_at=live.clock(),
+                last_error="Twilio answered 503",
+                created_at=live.clock(),
+                updated_at=live.clock(),
+            )
+        )
         db.commit()
     p = page
     sign_in(p, live, "admin")
@@ -289,6 +302,8 @@ def test_admin_pages_and_the_attention_list(page: object, live: Live) -> None:
     assert "No pair needs attention" in p.locator("main").inner_text()  # type: ignore[attr-defined]
     p.goto(f"{live.url}/console/pairs/{pair.id}")  # type: ignore[attr-defined]
     assert "Called Cal; they will try Sunday" in p.locator("main").inner_text()  # type: ignore[attr-defined]
+    reminders = p.locator("section", has=p.get_by_role("heading", name="Reminders")).inner_text()  # type: ignore[attr-defined]
+    assert "outcome unknown: check Twilio" in reminders and "Twilio answered 503" in reminders, reminders
     p.goto(f"{live.url}/console/staff")  # type: ignore[attr-defined]
     shot(p, "11-staff")
     p.goto(f"{live.url}/console/audit")  # type: ignore[attr-defined]

@@ -24,7 +24,7 @@ from app.api.pagination import after, cursor_after
 from app.console.session import COOKIE, IDLE_TIMEOUT, LOGIN_COOKIE, ConsoleSession, SessionKeys
 from app.context import ContextDep
 from app.db import SessionDep
-from app.models import AttentionFlag, Call, CareTeamMessage, Pair, Participant, StaffUser
+from app.models import AttentionFlag, Call, CareTeamMessage, Pair, Participant, Reminder, StaffUser
 from app.services import audit, participants, queries, staff, stats
 from app.services.errors import ServiceError
 from app.services.staff import BadCredentials, Locked, Role
@@ -449,6 +449,9 @@ def pair_page(request: Request, who: Nurse, db: SessionDep, pair_id: int) -> Res
     calls = queries.calls(db, pair_id=pair.id, limit=100)
     figures = stats.pair_stats(db, pair, ctx.clock())
     flags = queries.attention(db, open_only=False, pair_id=pair.id, after=None, limit=20)
+    pending_reminders = list(
+        db.scalars(select(Reminder).where(Reminder.pair_id == pair.id).order_by(Reminder.id.desc()).limit(20))
+    )
     (row,) = _pair_rows(db, [pair], ctx.clock(), ctx.policy.contact_period)
     who.audit(db, "console.pair.read", f"pair:{pair.id}")
     db.commit()
@@ -461,6 +464,7 @@ def pair_page(request: Request, who: Nurse, db: SessionDep, pair_id: int) -> Res
         calls=calls,
         figures=figures,
         flags=flags,
+        reminders=pending_reminders,
         row=row,
         now=ctx.clock(),
     )
