@@ -23,3 +23,31 @@ app = FastAPI()
 async def voice(request: Request) -> Response:
     await request.form()
     return Response(TWIML, media_type="application/xml")
+
+
+# A second baseline: the same, plus one committed INSERT through the same engine
+# settings Peerline uses (WAL, BEGIN IMMEDIATE). It shows the floor for any webhook
+# that must write down the call before it answers.
+import os  # noqa: E402
+
+from sqlalchemy import text  # noqa: E402
+from starlette.concurrency import run_in_threadpool  # noqa: E402
+
+from app.db import make_engine  # noqa: E402
+
+write_app = FastAPI()
+_engine = make_engine(os.environ.get("BARE_DATABASE_URL", "sqlite:///./bare-bench.db"))
+with _engine.begin() as _conn:
+    _conn.execute(text("CREATE TABLE IF NOT EXISTS bench_call (sid VARCHAR(64) PRIMARY KEY)"))
+
+
+def _write(sid: str) -> None:
+    with _engine.begin() as conn:
+        conn.execute(text("INSERT INTO bench_call (sid) VALUES (:sid)"), {"sid": sid})
+
+
+@write_app.post("/twilio/voice")
+async def voice_with_write(request: Request) -> Response:
+    form = await request.form()
+    await run_in_threadpool(_write, str(form.get("CallSid", "")))
+    return Response(TWIML, media_type="application/xml")

@@ -125,18 +125,28 @@ def main() -> None:
         )
     subprocess.run([*peerline, "pair", "add", "1", "2"], env=env, cwd=ROOT, check=True, capture_output=True)
 
-    servers = [serve("app.main:app", peer_port, env), serve("scripts.bench.bare_app:app", bare_port, env)]
+    write_port = free_port()
+    bare_db = args.database_url or f"sqlite:///{tmp}/bare.db"
+    servers = [
+        serve("app.main:app", peer_port, env),
+        serve("scripts.bench.bare_app:app", bare_port, env),
+        serve("scripts.bench.bare_app:write_app", write_port, {**env, "BARE_DATABASE_URL": bare_db}),
+    ]
     try:
-        bases = {"peerline": f"http://127.0.0.1:{peer_port}", "bare": f"http://127.0.0.1:{bare_port}"}
+        bases = {
+            "peerline": f"http://127.0.0.1:{peer_port}",
+            "bare": f"http://127.0.0.1:{bare_port}",
+            "bare+write": f"http://127.0.0.1:{write_port}",
+        }
         for base in bases.values():
             wait_up(base + "/twilio/voice")
         totals = {name: 0.0 for name in bases}
         lat: dict[str, list[float]] = {name: [] for name in bases}
         with httpx.Client() as client:
-            for name, base in bases.items():  # warm-up
-                run_round(client, base, 50) if name == "bare" else None
+            for base in bases.values():  # warm-up
+                run_round(client, base, 50)
             for r in range(args.rounds):
-                order = list(bases.items()) if r % 2 == 0 else list(reversed(bases.items()))
+                order = list(bases.items()) if r % 2 == 0 else list(reversed(list(bases.items())))
                 for name, base in order:
                     elapsed, latencies = run_round(client, base, args.requests)
                     totals[name] += elapsed
@@ -145,9 +155,11 @@ def main() -> None:
         rps = {name: n / totals[name] for name in bases}
         print(f"database: {env['DATABASE_URL'].split(':')[0]}  requests per server: {n}")
         for name in bases:
-            print(f"{name:9s} {rps[name]:8.1f} req/s   p99 {p99(lat[name]):6.2f} ms")
+            print(f"{name:10s} {rps[name]:8.1f} req/s   p99 {p99(lat[name]):6.2f} ms")
         print(f"throughput ratio peerline/bare: {rps['peerline'] / rps['bare']:.2f}  (target >= 0.6)")
         print(f"p99 ratio peerline/bare:        {p99(lat['peerline']) / p99(lat['bare']):.2f}  (target <= 2)")
+        print(f"throughput ratio peerline/bare+write: {rps['peerline'] / rps['bare+write']:.2f}")
+        print(f"p99 ratio peerline/bare+write:        {p99(lat['peerline']) / p99(lat['bare+write']):.2f}")
     finally:
         for server in servers:
             server.terminate()
