@@ -25,18 +25,27 @@ def signed_url(base_url: str, request: Request) -> str:
 
 
 async def twilio_form(request: Request) -> dict[str, str]:
-    """The POST parameters of a genuine Twilio request, or 403 and nothing changes."""
+    """The parameters of a genuine Twilio request, or 403 and nothing changes.
+
+    POST is what the design configures; a number set to GET by mistake still works:
+    Twilio then signs the URL with its query string and no body.
+    """
     ctx = get_context(request)
-    try:
-        form = await request.form()
-        params = {key: value for key, value in form.multi_items() if isinstance(value, str)}
-    except Exception:  # a body that is not a form cannot have been signed by Twilio
-        params = {}
+    signed_params: dict[str, str] = {}
+    if request.method == "GET":
+        params = dict(request.query_params)
+    else:
+        try:
+            form = await request.form()
+            params = {key: value for key, value in form.multi_items() if isinstance(value, str)}
+        except Exception:  # a body that is not a form cannot have been signed by Twilio
+            params = {}
+        signed_params = params
     signature = request.headers.get("X-Twilio-Signature", "")
     validator = RequestValidator(ctx.settings.twilio_auth_token)
     try:
         valid = bool(signature) and validator.validate(
-            signed_url(ctx.settings.public_base_url, request), params, signature
+            signed_url(ctx.settings.public_base_url, request), signed_params, signature
         )
     except (TypeError, ValueError):
         valid = False

@@ -236,3 +236,18 @@ def test_no_keyed_failure_is_recorded_for_a_correct_number(
 ) -> None:
     phone.call("anonymous", Scripted(["6175550101#"]), Scripted(answers=False))
     assert programme.rows(KeyedIdFailure) == []
+
+
+def test_a_number_configured_for_get_by_mistake_still_answers(
+    client: TestClient, programme: Programme
+) -> None:
+    from urllib.parse import urlencode
+
+    query = urlencode({"CallSid": "CAget", "From": "anonymous"})
+    url = f"{PUBLIC_BASE_URL}/twilio/voice?{query}"
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(url, {})
+    response = client.get(f"/twilio/voice?{query}", headers={"X-Twilio-Signature": signature})
+    assert response.status_code == 200
+    assert prompts.ASK_HOME_NUMBER in spoken(response.text)
+    assert client.get(f"/twilio/voice?{query}", headers={"X-Twilio-Signature": "forged"}).status_code == 403
+    assert [c.twilio_call_sid for c in programme.rows(Call)] == ["CAget"]

@@ -233,18 +233,18 @@ async def _in_transaction(
     return await run_in_threadpool(run)
 
 
-@router.post("/voice")
+@router.api_route("/voice", methods=["POST", "GET"])
 async def voice(form: TwilioForm, request: Request) -> Response:
     return await _in_transaction(request, form, lambda db, ctx: _answer(db, ctx, form, inbound))
 
 
-@router.post("/voice/{step}")
+@router.api_route("/voice/{step}", methods=["POST", "GET"])
 async def voice_step(step: str, form: TwilioForm, request: Request) -> Response:
     handler = STEPS.get(step, lost)
     return await _in_transaction(request, form, lambda db, ctx: _answer(db, ctx, form, handler))
 
 
-@router.post("/status")
+@router.api_route("/status", methods=["POST", "GET"])
 async def status(form: TwilioForm, request: Request) -> Response:
     return await _in_transaction(
         request,
@@ -255,7 +255,7 @@ async def status(form: TwilioForm, request: Request) -> Response:
     )
 
 
-@router.post("/recording")
+@router.api_route("/recording", methods=["POST", "GET"])
 async def recording(form: TwilioForm, request: Request) -> Response:
     return await _in_transaction(
         request, form, lambda db, ctx: _quietly(db, lambda: calls.record_message(db, form, now=ctx.clock()))
