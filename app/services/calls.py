@@ -13,9 +13,9 @@ import ivr.flow as flow
 from app.crypto import PhoneVault
 from app.models import Call, CareTeamMessage, KeyedIdFailure, Pair, Participant, UTCDateTime
 from app.services import reminders
+from app.services.participants import quiet_hours_of
 from app.services.policy import Policy
 from app.services.upsert import insert_ignore
-from ivr.quiet_hours import InvalidQuietHours, QuietHours
 
 LOCKOUT_FAILURES = 6
 MACHINE = "answering machine"
@@ -56,15 +56,6 @@ def find_call(db: Session, sid: str) -> Call | None:
 
 
 # ---------------------------------------------------------------- facts for ivr
-
-
-def quiet_hours_of(person: Participant) -> QuietHours | None:
-    if not person.quiet_hours:
-        return None
-    try:
-        return QuietHours.parse(person.quiet_hours)
-    except InvalidQuietHours:
-        return None
 
 
 def caller_facts(

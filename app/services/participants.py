@@ -83,6 +83,16 @@ def enrol(
     return participant
 
 
+def quiet_hours_of(person: Participant) -> QuietHours | None:
+    """The participant's quiet hours; a stored value that no longer parses counts as none."""
+    if not person.quiet_hours:
+        return None
+    try:
+        return QuietHours.parse(person.quiet_hours)
+    except InvalidQuietHours:
+        return None
+
+
 def get(db: Session, participant_id: int) -> Participant:
     participant = db.get(Participant, participant_id)
     if participant is None:

@@ -24,11 +24,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.crypto import PhoneVault
 from app.models import AttentionFlag, Call, Pair, Participant, Reminder
+from app.services.participants import quiet_hours_of
 from app.services.policy import Policy
 from app.services.upsert import insert_ignore, insert_ignore_many
 from ivr import reminders as policy_rules
 from ivr.flow import Urls
-from ivr.quiet_hours import InvalidQuietHours, QuietHours
 
 log = logging.getLogger(__name__)
 
@@ -258,11 +258,9 @@ def claim_next(
             reminder.state = "cancelled"
             report.cancelled += 1
             continue
-        try:
-            quiet = QuietHours.parse(person.quiet_hours) if person.quiet_hours else None
-        except InvalidQuietHours:
-            quiet = None
-        ring_at = policy_rules.next_call_time(now, person.timezone, policy.reminder_window, quiet)
+        ring_at = policy_rules.next_call_time(
+            now, person.timezone, policy.reminder_window, quiet_hours_of(person)
+        )
         if ring_at is None:
             reminder.state, reminder.last_error = "failed", "no allowed hours outside quiet hours"
             report.failed += 1

@@ -13,7 +13,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.crypto import derive_key
@@ -128,17 +128,6 @@ def authenticate(db: Session, *, email: str, password: str, client_ip: str, now:
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     return user
-
-
-def failure_count(db: Session, email: str, now: datetime) -> int:
-    return (
-        db.scalar(
-            select(func.count(SignInFailure.id)).where(
-                SignInFailure.email == email, SignInFailure.at > now - LOCKOUT_WINDOW
-            )
-        )
-        or 0
-    )
 
 
 # ---------------------------------------------------------------- tokens
