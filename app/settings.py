@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ivr.phone import InvalidPhoneNumber, normalise
-from ivr.quiet_hours import InvalidQuietHours, QuietHours
+from ivr.quiet_hours import InvalidQuietHours, InvalidTimeZone, QuietHours, zone
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     min_contact_seconds: int = Field(default=60, ge=0)
     contact_period_days: int = Field(default=7, ge=1)
     reminder_hours: str = "10:00-19:00"
+    console_timezone: str = "UTC"
     log_level: str = "INFO"
 
     @field_validator("public_base_url", "twilio_api_url")
@@ -63,6 +64,15 @@ class Settings(BaseSettings):
             return str(QuietHours.parse(value))
         except InvalidQuietHours as exc:
             raise ValueError(str(exc).replace("quiet hours", "reminder hours")) from exc
+
+    @field_validator("console_timezone")
+    @classmethod
+    def _console_zone(cls, value: str) -> str:
+        try:
+            zone(value)
+        except InvalidTimeZone as exc:
+            raise ValueError(str(exc)) from exc
+        return value
 
     @field_validator("default_region")
     @classmethod

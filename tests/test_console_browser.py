@@ -42,6 +42,7 @@ class Live:
             secret_key=SECRET,
             scheduler_enabled=False,
             twilio_api_url=fake_twilio_url,
+            console_timezone="America/New_York",
         )
         self.app: FastAPI = create_app(self.settings)
         self.app.state.context.clock = self.clock
@@ -167,6 +168,7 @@ def test_staff_enrol_and_pair_then_a_call_shows_on_the_pair_page(page: object, l
     row = p.locator("table tbody tr").first  # type: ignore[attr-defined]
     assert "Ana" in row.inner_text() and "5 min 0 s" in row.inner_text() and "talked" in row.inner_text()
     assert "partner call" in row.inner_text()
+    assert "Tue Nov 17, 2026 15:00 EST" in row.inner_text()  # the programme's own time, not UTC
     shot(p, "04-pair")
 
     p.goto(f"{live.url}/console/pairs")  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
@@ -28,9 +29,21 @@ from app.models import AttentionFlag, Call, CareTeamMessage, Pair, Participant, 
 from app.services import audit, participants, queries, staff, stats
 from app.services.errors import ServiceError
 from app.services.staff import BadCredentials, Locked, Role
-from ivr.quiet_hours import known_zones
+from ivr.quiet_hours import known_zones, zone
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+@pass_context
+def _local(context: Any, moment: datetime | None) -> datetime | None:
+    """A stored UTC time in the zone the programme works in (CONSOLE_TIMEZONE)."""
+    if moment is None:
+        return None
+    settings = context["request"].app.state.context.settings
+    return moment.astimezone(zone(settings.console_timezone))
+
+
+TEMPLATES.env.filters["local"] = _local
 router = APIRouter(prefix="/console", include_in_schema=False)
 PAGE = 25
 COMMON_ZONES = [
