@@ -67,6 +67,11 @@ def session() -> Iterator[tuple[Session, Settings, PhoneVault]]:
         engine.dispose()
 
 
+def _audit(db: Session, action: str, target: str) -> None:
+    """Operators at the command line act as the system, from the machine itself."""
+    audit.record(db, actor=audit.SYSTEM, action=action, target=target, client_ip="cli", at=datetime.now(UTC))
+
+
 def participant_json(p: Participant, vault: PhoneVault) -> dict[str, Any]:
     return {
         "id": p.id,
@@ -168,14 +173,7 @@ def participant_remove(
         ):
             fail("nothing was removed")
         participant_service.remove(db, person, now=datetime.now(UTC))
-        audit.record(
-            db,
-            actor=audit.SYSTEM,
-            action="participant.delete",
-            target=f"participant:{person.id}",
-            client_ip="cli",
-            at=datetime.now(UTC),
-        )
+        _audit(db, "participant.delete", f"participant:{person.id}")
         db.commit()
         typer.echo(f"removed the number of participant {person.id}; they are now withdrawn")
 
@@ -220,14 +218,7 @@ def pair_end(pair_id: int) -> None:
         pair = participant_service.end_pair(
             db, participant_service.get_pair(db, pair_id), now=datetime.now(UTC)
         )
-        audit.record(
-            db,
-            actor=audit.SYSTEM,
-            action="pair.end",
-            target=f"pair:{pair.id}",
-            client_ip="cli",
-            at=datetime.now(UTC),
-        )
+        _audit(db, "pair.end", f"pair:{pair.id}")
         db.commit()
         typer.echo(f"ended pair {pair.id}")
 
@@ -271,14 +262,7 @@ def user_add(
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     with session() as (db, _settings, _vault):
         user = staff.create_user(db, email=email, password=password, role=role, now=datetime.now(UTC))
-        audit.record(
-            db,
-            actor=audit.SYSTEM,
-            action="user.create",
-            target=f"staff_user:{user.id}",
-            client_ip="cli",
-            at=datetime.now(UTC),
-        )
+        _audit(db, "user.create", f"staff_user:{user.id}")
         db.commit()
         record = {"id": user.id, "email": user.email, "role": user.role}
         emit(record, as_json, f"created {user.role} account {user.id} for {user.email}")

@@ -21,7 +21,7 @@ from app.api.pagination import after, cursor_after, page_params
 from app.context import ContextDep
 from app.db import SessionDep
 from app.models import AttentionFlag, Call, CareTeamMessage, Pair, StaffUser
-from app.services import audit, participants, queries, staff, stats
+from app.services import audit, care, participants, queries, staff, stats
 from app.services.errors import NotFound
 from app.services.staff import TOKEN_LIFETIME, BadCredentials, Locked
 from app.settings import Settings
@@ -368,8 +368,7 @@ def clear_attention(
     flag = db.get(AttentionFlag, flag_id)
     if flag is None:
         raise NotFound(f"attention flag {flag_id} does not exist")
-    if flag.cleared_at is None:
-        flag.cleared_at, flag.cleared_by, flag.note = actor.ctx.clock(), actor.email, body.note or None
+    if care.clear_attention(flag, by=actor.email, note=body.note, now=actor.ctx.clock()):
         actor.audit(db, "attention.clear", f"pair:{flag.pair_id}")
     db.commit()
     return convert.attention(flag, db.get(Pair, flag.pair_id))
@@ -412,8 +411,7 @@ def _message(db: Session, message_id: PathId) -> CareTeamMessage:
 @router.post("/messages/{message_id}/handle", response_model=schemas.MessageOut, tags=["messages"])
 def handle_message(message_id: PathId, actor: NurseActor, db: SessionDep) -> schemas.MessageOut:
     message = _message(db, message_id)
-    if message.handled_at is None:
-        message.handled_at, message.handled_by = actor.ctx.clock(), actor.email
+    if care.mark_handled(message, by=actor.email, now=actor.ctx.clock()):
         actor.audit(db, "message.handle", f"message:{message.id}")
     db.commit()
     return convert.message(message)

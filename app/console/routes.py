@@ -26,7 +26,7 @@ from app.console.session import COOKIE, IDLE_TIMEOUT, LOGIN_COOKIE, ConsoleSessi
 from app.context import ContextDep
 from app.db import SessionDep
 from app.models import AttentionFlag, Call, CareTeamMessage, Pair, Participant, Reminder, StaffUser
-from app.services import audit, participants, queries, staff, stats
+from app.services import audit, care, participants, queries, staff, stats
 from app.services.errors import ServiceError
 from app.services.staff import BadCredentials, Locked, Role
 from ivr.quiet_hours import known_zones, zone
@@ -748,8 +748,7 @@ def handle_message(
     request: Request, who: Nurse, form: CheckedForm, db: SessionDep, message_id: int
 ) -> Response:
     message = db.get(CareTeamMessage, message_id)
-    if message is not None and message.handled_at is None:
-        message.handled_at, message.handled_by = who.actor.ctx.clock(), who.actor.email
+    if message is not None and care.mark_handled(message, by=who.actor.email, now=who.actor.ctx.clock()):
         who.audit(db, "message.handle", f"message:{message.id}")
         db.commit()
     return go(request, who, "/console/messages")
@@ -785,9 +784,10 @@ def clear_attention(
     request: Request, who: StaffMember, form: CheckedForm, db: SessionDep, flag_id: int
 ) -> Response:
     flag = db.get(AttentionFlag, flag_id)
-    if flag is not None and flag.cleared_at is None:
-        flag.cleared_at, flag.cleared_by = who.actor.ctx.clock(), who.actor.email
-        flag.note = form.get("note", "")[:2000] or None
+    note = form.get("note", "")
+    if flag is not None and care.clear_attention(
+        flag, by=who.actor.email, note=note, now=who.actor.ctx.clock()
+    ):
         who.audit(db, "attention.clear", f"pair:{flag.pair_id}")
         db.commit()
     return go(request, who, "/console/attention")

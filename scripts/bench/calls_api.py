@@ -24,11 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from fastapi.testclient import TestClient
 
 from app.api.pagination import encode_cursor
-from app.main import create_app
 from app.models import Call
-from app.services import staff
-from app.settings import Settings
-from scripts.bench.data import NOW, build_people_and_pairs, fresh_database, load_calls
+from scripts.bench.data import NOW, bench_app, build_people_and_pairs, fresh_database, load_calls
 
 PAGE = 50
 
@@ -64,21 +61,8 @@ def main() -> None:
         f"database {engine.dialect.name}: {args.pairs:,} pairs, {args.calls:,} calls; built in {time.perf_counter() - t0:.0f} s"
     )
 
-    app = create_app(
-        Settings(
-            database_url=url,
-            secret_key="bench-secret-key-bench-secret-key-bench",
-            twilio_auth_token="bench",
-            scheduler_enabled=False,
-        )
-    )
-    app.state.context.clock = lambda: NOW
-    with app.state.sessionmaker() as db:
-        nurse = staff.create_user(
-            db, email="bench@clinic.example.org", password="bench-password-long", role="nurse", now=NOW
-        )
-        db.commit()
-        token = app.state.tokens.issue(nurse, NOW)
+    app, nurse = bench_app(url, "nurse")
+    token = app.state.tokens.issue(nurse, NOW)
     headers = {"Authorization": f"Bearer {token}"}
     busiest_pair = 1
 

@@ -21,10 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from app.console.session import COOKIE
-from app.main import create_app
-from app.services import staff
-from app.settings import Settings
-from scripts.bench.data import NOW, build_people_and_pairs, fresh_database, load_calls
+from scripts.bench.data import NOW, bench_app, build_people_and_pairs, fresh_database, load_calls
 
 PAGES = [
     "/console/",
@@ -74,21 +71,8 @@ def main() -> None:
     )
     engine.dispose()
 
-    app = create_app(
-        Settings(
-            database_url=url,
-            secret_key="bench-secret-key-bench-secret-key-bench",
-            twilio_auth_token="bench",
-            scheduler_enabled=False,
-        )
-    )
-    app.state.context.clock = lambda: NOW
-    with app.state.sessionmaker() as db:
-        user = staff.create_user(
-            db, email="admin@clinic.example.org", password="bench-password-long", role="admin", now=NOW
-        )
-        db.commit()
-        cookie, _ = app.state.session_keys.issue(user.id, NOW)
+    app, user = bench_app(url, "admin")
+    cookie, _ = app.state.session_keys.issue(user.id, NOW)
     worst = 0.0
     with TestClient(app) as client:
         client.cookies.set(COOKIE, cookie, path="/console")

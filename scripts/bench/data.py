@@ -11,7 +11,10 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+from fastapi import FastAPI
 from sqlalchemy import Engine, text
+
+from app.models import StaffUser
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 PERIOD = timedelta(days=7)
@@ -31,6 +34,29 @@ def fresh_database(url: str | None, name: str) -> tuple[str, Engine]:
     ).database_url
     upgrade(url)
     return url, make_engine(url)
+
+
+def bench_app(url: str, role: str) -> tuple[FastAPI, StaffUser]:
+    """The real app on that database, its clock at NOW, and a signed-up account of that role."""
+    from app.main import create_app
+    from app.services import staff
+    from app.settings import Settings
+
+    app = create_app(
+        Settings(
+            database_url=url,
+            secret_key="bench-secret-key-bench-secret-key-bench",
+            twilio_auth_token="bench",
+            scheduler_enabled=False,
+        )
+    )
+    app.state.context.clock = lambda: NOW
+    with app.state.sessionmaker() as db:
+        user = staff.create_user(
+            db, email=f"{role}@clinic.example.org", password="bench-password-long", role=role, now=NOW
+        )
+        db.commit()
+    return app, user
 
 
 def ts(dt: datetime, sqlite: bool) -> object:
