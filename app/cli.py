@@ -7,25 +7,30 @@ import logging
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from sqlalchemy.orm import Session
 
+from app.cli_export import export_cli
 from app.crypto import PhoneVault
 from app.db import make_engine, make_sessionmaker
 from app.models import Pair, Participant
-from app.services import audit
+from app.services import audit, queries
 from app.services import participants as participant_service
+from app.services.audit import Action
 from app.services.errors import ServiceError
 from app.settings import ConfigError, Settings, get_settings
+from ivr.vocab import SUPPORTED_LANGUAGES, UnsupportedLanguage, language_of
 
 cli = typer.Typer(
     help="Peerline: reciprocal peer support by telephone.", no_args_is_help=True, add_completion=False
 )
-db_cli = typer.Typer(help="Database migrations.", no_args_is_help=True)
+db_cli = typer.Typer(help="Database migrations, backups and restores.", no_args_is_help=True)
+keys_cli = typer.Typer(help="The secret key that protects stored phone numbers.", no_args_is_help=True)
 participant_cli = typer.Typer(help="Enrol and list participants.", no_args_is_help=True)
 pair_cli = typer.Typer(help="Make and end pairs.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
@@ -35,6 +40,8 @@ user_cli = typer.Typer(help="Staff accounts for the console and API.", no_args_i
 cli.add_typer(user_cli, name="user")
 cli.add_typer(pair_cli, name="pair")
 cli.add_typer(reminders_cli, name="reminders")
+cli.add_typer(keys_cli, name="keys")
+cli.add_typer(export_cli, name="export")
 
 
 def fail(message: str) -> NoReturn:
@@ -51,11 +58,15 @@ def settings_or_fail() -> Settings:
 
 @contextmanager
 def session() -> Iterator[tuple[Session, Settings, PhoneVault]]:
+    """One transaction per command, as the API has one per request: committed when the
+    command's block ends, rolled back when it fails, so a refused command leaves no trace
+    but its error line. Print what was made after the block, once it is stored."""
     settings = settings_or_fail()
     engine = make_engine(settings.database_url)
     try:
         with make_sessionmaker(engine)() as db:
-            yield db, settings, PhoneVault.from_secret(settings.secret_key)
+            yield db, settings, PhoneVault.from_secret(settings.secret_key, settings.secret_key_previous)
+            db.commit()
     except ServiceError as exc:
         fail(str(exc))
     except Exception as exc:  # a readable line, never a traceback
@@ -67,9 +78,17 @@ def session() -> Iterator[tuple[Session, Settings, PhoneVault]]:
         engine.dispose()
 
 
-def _audit(db: Session, action: str, target: str) -> None:
-    """Operators at the command line act as the system, from the machine itself."""
-    audit.record(db, actor=audit.SYSTEM, action=action, target=target, client_ip="cli", at=datetime.now(UTC))
+def _audit(db: Session, action: Action, target: str | None = None) -> None:
+    """Operators at the command line act as the system, from the machine itself; their reads
+    and changes go under the same actions as the API's and the console's."""
+    audit.record(
+        db,
+        actor=audit.SYSTEM,
+        action=action,
+        target=target,
+        client_ip=audit.CLI_ADDRESS,
+        at=datetime.now(UTC),
+    )
 
 
 def participant_json(p: Participant, vault: PhoneVault) -> dict[str, Any]:
@@ -119,6 +138,93 @@ def db_upgrade(revision: str = "head") -> None:
     typer.echo(f"database is at revision {revision}")
 
 
+@db_cli.command("backup")
+def db_backup(
+    path: Annotated[Path, typer.Argument(help="where to write the backup")],
+    force: Annotated[bool, typer.Option("--force", help="replace PATH if it exists")] = False,
+) -> None:
+    """Back up the database: SQLite to a file, consistent while serving; PostgreSQL: prints
+    the pg_dump command (without the password)."""
+    from app.services.backup import BackupError, backup
+
+    settings = settings_or_fail()
+    try:
+        outcome = backup(settings.database_url, path, force=force)
+    except BackupError as exc:
+        fail(str(exc))
+    if outcome.command is not None:
+        typer.echo(outcome.message, err=True)
+        typer.echo(outcome.command)
+    else:
+        typer.echo(outcome.message)
+
+
+@db_cli.command("restore")
+def db_restore(
+    path: Annotated[Path, typer.Argument(help="a backup made by `peerline db backup` (or pg_dump)")],
+    force: Annotated[bool, typer.Option("--force", help="replace a database that holds data")] = False,
+) -> None:
+    """Restore a backup into DATABASE_URL; a database that holds data is refused without --force.
+    Stop the service first."""
+    from app.services.backup import BackupError, restore
+
+    settings = settings_or_fail()
+    try:
+        outcome = restore(settings.database_url, path, force=force)
+    except BackupError as exc:
+        fail(str(exc))
+    typer.echo(outcome.message)
+
+
+# ---------------------------------------------------------------- keys
+
+
+@keys_cli.command("rotate")
+def keys_rotate(
+    new_secret_file: Annotated[
+        Path, typer.Option("--new-secret-file", help="a file holding the new secret on one line")
+    ],
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="rows per committed batch")] = 200,
+) -> None:
+    """Re-encrypt every stored number and recompute its blind index under a new secret.
+
+    The old secret is SECRET_KEY (or SECRET_KEY_PREVIOUS). Safe to run while the service
+    answers calls, and to run again after a crash: it finishes what is left. Afterwards set
+    SECRET_KEY to the new secret and restart (see docs/operations.md).
+    """
+    from app.services.keys import RotationError, check_new_secret, old_secrets, rotate
+
+    settings = settings_or_fail()
+    try:
+        new_secret = check_new_secret(new_secret_file.read_text())
+        olds = old_secrets(settings.secret_key, settings.secret_key_previous, new_secret)
+    except OSError as exc:
+        fail(f"cannot read {new_secret_file}: {exc.strerror or exc}")
+    except RotationError as exc:
+        fail(str(exc))
+    engine = make_engine(settings.database_url)
+    try:
+        report = rotate(
+            make_sessionmaker(engine),
+            [PhoneVault.from_secret(secret) for secret in olds],
+            PhoneVault.from_secret(new_secret),
+            batch_size=batch_size,
+        )
+    except Exception as exc:  # one line; running the command again finishes the job
+        fail(f"rotation stopped ({type(exc).__name__}); run the command again to finish it")
+    finally:
+        engine.dispose()
+    typer.echo(f"rotation done: {report}")
+    if report.numbers_unreadable:
+        typer.echo(
+            f"warning: {report.numbers_unreadable} numbers are under neither key and were left as they are",
+            err=True,
+        )
+    typer.echo(
+        "Next: set SECRET_KEY to the new secret on every server and restart them (docs/operations.md)."
+    )
+
+
 # ---------------------------------------------------------------- participants and pairs
 
 
@@ -128,10 +234,15 @@ def participant_add(
     phone: Annotated[str, typer.Option(help="home phone number")],
     timezone: Annotated[str, typer.Option(help="IANA time zone")] = "America/New_York",
     quiet_hours: Annotated[str | None, typer.Option(help="e.g. 21:00-09:00, in their own time")] = None,
-    language: str = "en",
+    language: Annotated[str, typer.Option(help=f"one of: {', '.join(SUPPORTED_LANGUAGES)}")] = "en",
     as_json: Annotated[bool, typer.Option("--json", help="print the whole record")] = False,
 ) -> None:
     """Enrol a participant; prints the new id on the last line."""
+    # refused before anything is opened: one line, exit 2, naming the supported codes
+    try:
+        language = language_of(language).value
+    except UnsupportedLanguage as exc:
+        fail(f"--language: {exc}")
     with session() as (db, settings, vault):
         person = participant_service.enrol(
             db,
@@ -144,19 +255,20 @@ def participant_add(
             region=settings.default_region,
             now=datetime.now(UTC),
         )
-        db.commit()
-        emit(participant_json(person, vault), as_json, f"enrolled participant {person.id} ({person.name})")
+        _audit(db, Action.PARTICIPANT_CREATE, f"participant:{person.id}")
+        record = participant_json(person, vault)
+    emit(record, as_json, f"enrolled participant {person.id} ({person.name})")
 
 
 @participant_cli.command("list")
 def participant_list() -> None:
     """List participants: id, name, status, pair, time zone, quiet hours."""
-    from sqlalchemy import select
-
     with session() as (db, _settings, _vault):
-        for p in db.scalars(select(Participant).order_by(Participant.id)):
-            pair = p.active_pair_id or "-"
-            typer.echo(f"{p.id}\t{p.name}\t{p.status}\tpair {pair}\t{p.timezone}\t{p.quiet_hours or ''}")
+        found = queries.all_participants(db)
+        _audit(db, Action.PARTICIPANTS_READ, f"{len(found)} participants")
+    for p in found:
+        pair = p.active_pair_id or "-"
+        typer.echo(f"{p.id}\t{p.name}\t{p.status}\tpair {pair}\t{p.timezone}\t{p.quiet_hours or ''}")
 
 
 @participant_cli.command("remove")
@@ -164,18 +276,25 @@ def participant_remove(
     participant_id: int,
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
 ) -> None:
-    """Remove a participant's number on request: erases it, ends the pair, cancels reminders."""
-    with session() as (db, _settings, _vault):
-        person = participant_service.get(db, participant_id)
-        if not yes and not typer.confirm(
-            f"Erase the phone number of participant {person.id} ({person.name}), end their pair and cancel "
-            "their reminders? Call records stay, without the number."
+    """Remove a participant's number on request: erases it and every trace of it (the caller-ID
+    index on her calls, keyed-ID lockout rows), ends the pair, cancels reminders. Call records
+    stay, without any number."""
+    if not yes:
+        # asked between two transactions: on SQLite an open one holds the write lock, and live
+        # calls must not wait while the operator makes up their mind
+        with session() as (db, _settings, _vault):
+            name = participant_service.get(db, participant_id).name
+        if not typer.confirm(
+            f"Erase the phone number of participant {participant_id} ({name}) and every trace of it, end "
+            "their pair and cancel their reminders? Call records stay, without any number."
         ):
             fail("nothing was removed")
-        participant_service.remove(db, person, now=datetime.now(UTC))
-        _audit(db, "participant.delete", f"participant:{person.id}")
-        db.commit()
-        typer.echo(f"removed the number of participant {person.id}; they are now withdrawn")
+    with session() as (db, _settings, vault):
+        person = participant_service.remove(
+            db, vault, participant_service.get(db, participant_id), now=datetime.now(UTC)
+        )
+        _audit(db, Action.PARTICIPANT_DELETE, f"participant:{person.id}")
+    typer.echo(f"removed the number of participant {person.id} and every trace of it; they are now withdrawn")
 
 
 @pair_cli.command("add")
@@ -187,8 +306,9 @@ def pair_add(
     """Pair two participants; prints the new pair id on the last line."""
     with session() as (db, _settings, _vault):
         pair = participant_service.make_pair(db, first, second, now=datetime.now(UTC))
-        db.commit()
-        emit(pair_json(pair), as_json, f"paired participants {first} and {second} as pair {pair.id}")
+        _audit(db, Action.PAIR_CREATE, f"pair:{pair.id}")
+        record = pair_json(pair)
+    emit(record, as_json, f"paired participants {first} and {second} as pair {pair.id}")
 
 
 @pair_cli.command("list")
@@ -196,19 +316,16 @@ def pair_list(
     active_only: Annotated[bool, typer.Option("--active", help="only active pairs")] = False,
 ) -> None:
     """List pairs: id, partners, since, last contact, ended."""
-    from sqlalchemy import select
-
     with session() as (db, _settings, _vault):
-        stmt = select(Pair).order_by(Pair.id)
-        if active_only:
-            stmt = stmt.where(Pair.ended_at.is_(None))
-        for p in db.scalars(stmt):
-            last = p.last_contact_at.strftime("%Y-%m-%d") if p.last_contact_at else "never"
-            ended = f"ended {p.ended_at:%Y-%m-%d}" if p.ended_at else "active"
-            typer.echo(
-                f"{p.id}\t{p.participant_a_id} & {p.participant_b_id}\tsince {p.started_at:%Y-%m-%d}"
-                f"\tlast contact {last}\t{ended}"
-            )
+        found = queries.all_pairs(db, active_only=active_only)
+        _audit(db, Action.PAIRS_READ, f"{len(found)} pairs")
+    for p in found:
+        last = p.last_contact_at.strftime("%Y-%m-%d") if p.last_contact_at else "never"
+        ended = f"ended {p.ended_at:%Y-%m-%d}" if p.ended_at else "active"
+        typer.echo(
+            f"{p.id}\t{p.participant_a_id} & {p.participant_b_id}\tsince {p.started_at:%Y-%m-%d}"
+            f"\tlast contact {last}\t{ended}"
+        )
 
 
 @pair_cli.command("end")
@@ -218,9 +335,8 @@ def pair_end(pair_id: int) -> None:
         pair = participant_service.end_pair(
             db, participant_service.get_pair(db, pair_id), now=datetime.now(UTC)
         )
-        _audit(db, "pair.end", f"pair:{pair.id}")
-        db.commit()
-        typer.echo(f"ended pair {pair.id}")
+        _audit(db, Action.PAIR_END, f"pair:{pair.id}")
+    typer.echo(f"ended pair {pair.id}")
 
 
 @cli.command("calls")
@@ -229,19 +345,43 @@ def calls_list(
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
 ) -> None:
     """The call log, newest first: when, kind, who called, talk time, outcome."""
-    from app.services import queries
-
     with session() as (db, _settings, _vault):
         if pair is not None:
             participant_service.get_pair(db, pair)
-        for c in queries.calls(db, pair_id=pair, limit=limit):
-            typer.echo(
-                f"{c.id}\t{c.started_at:%Y-%m-%d %H:%M}\t{c.kind}\tpair {c.pair_id or '-'}"
-                f"\tby {c.initiator_id or '-'}\t{c.duration_seconds or 0}s\t{c.outcome}"
-            )
+        found = queries.calls(db, pair_id=pair, limit=limit)
+        _audit(db, Action.CALLS_READ, f"pair:{pair}" if pair is not None else "all")
+    for c in found:
+        typer.echo(
+            f"{c.id}\t{c.started_at:%Y-%m-%d %H:%M}\t{c.kind}\tpair {c.pair_id or '-'}"
+            f"\tby {c.initiator_id or '-'}\t{c.duration_seconds or 0}s\t{c.outcome}"
+        )
 
 
 # ---------------------------------------------------------------- staff accounts
+
+
+def _new_password(password_stdin: bool, email: str) -> str:
+    """The new password, checked against the rules before it is asked for a second time (one
+    typo in a long phrase should not cost typing it twice again). From stdin: one line, checked."""
+    from app.services import passwords
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+        problem = passwords.password_problem(password, email=email)
+        if problem:
+            fail(f"password: {problem}")
+        return password
+    for _ in range(3):
+        password = str(typer.prompt("Password", hide_input=True))
+        problem = passwords.password_problem(password, email=email)
+        if problem:
+            typer.secho(f"That password will not do: {problem}.", fg=typer.colors.YELLOW, err=True)
+            continue
+        if str(typer.prompt("Repeat the password", hide_input=True)) != password:
+            typer.secho("The two entries were not the same.", fg=typer.colors.YELLOW, err=True)
+            continue
+        return password
+    fail("password: no acceptable password was given")
 
 
 @user_cli.command("add")
@@ -253,68 +393,179 @@ def user_add(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the whole record")] = False,
 ) -> None:
-    """Create a staff account; prints the new id on the last line."""
+    """Create a staff account; prints the new id on the last line.
+
+    Passwords: 12 to 128 characters, not a commonly used one (NIST SP 800-63B)."""
     from app.services import staff
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        address = staff.normalise_email(email)
+        staff.parse_role(role)
+    except ServiceError as exc:
+        fail(str(exc))
+    password = _new_password(password_stdin, address)
+    # hashed before the transaction opens: on SQLite an open one holds the writer lock
+    password_hash = staff.hash_password(password)
     with session() as (db, _settings, _vault):
-        user = staff.create_user(db, email=email, password=password, role=role, now=datetime.now(UTC))
-        _audit(db, "user.create", f"staff_user:{user.id}")
-        db.commit()
+        user = staff.create_user(
+            db,
+            email=address,
+            password=password,
+            password_hash=password_hash,
+            role=role,
+            now=datetime.now(UTC),
+        )
+        _audit(db, Action.USER_CREATE, f"staff_user:{user.id}")
         record = {"id": user.id, "email": user.email, "role": user.role}
-        emit(record, as_json, f"created {user.role} account {user.id} for {user.email}")
+    emit(record, as_json, f"created {user.role} account {user.id} for {user.email}")
+
+
+@user_cli.command("list")
+def user_list() -> None:
+    """List staff accounts: id, email, role, active or disabled, created."""
+    with session() as (db, _settings, _vault):
+        found = queries.all_users(db)
+        _audit(db, Action.USERS_READ, f"{len(found)} accounts")
+    for u in found:
+        status = f"disabled {u.disabled_at:%Y-%m-%d}" if u.disabled_at else "active"
+        typer.echo(f"{u.id}\t{u.email}\t{u.role}\t{status}\tsince {u.created_at:%Y-%m-%d}")
+
+
+@user_cli.command("disable")
+def user_disable(email: str) -> None:
+    """Disable an account: it can no longer sign in, and its sessions and tokens end at once."""
+    from app.services import staff
+
+    with session() as (db, _settings, _vault):
+        user = staff.find_user(db, email)
+        staff.update_user(db, user, by=None, role=None, disabled=True, now=datetime.now(UTC))
+        _audit(db, Action.USER_UPDATE, f"staff_user:{user.id}")
+    typer.echo(f"disabled account {user.id} ({user.email}); its sessions and tokens have ended")
+
+
+@user_cli.command("reset-password")
+def user_reset_password(
+    email: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the new password from stdin")
+    ] = False,
+) -> None:
+    """Set a new password for an account (the same rules as `user add`); its sessions and
+    tokens end at once."""
+    from app.services import staff
+
+    with session() as (db, _settings, _vault):
+        address = staff.find_user(db, email).email
+    password = _new_password(password_stdin, address)
+    password_hash = staff.hash_password(password)
+    with session() as (db, _settings, _vault):
+        user = staff.find_user(db, address)
+        staff.set_password(db, user, password_hash, now=datetime.now(UTC))
+        _audit(db, Action.USER_PASSWORD_RESET, f"staff_user:{user.id}")
+    typer.echo(f"set a new password for account {user.id} ({user.email}); its sessions and tokens have ended")
 
 
 # ---------------------------------------------------------------- reminders
 
 
+def _local_free_url(url: str) -> str | None:
+    """`url` when it is a loopback http address nothing listens on yet: the built-in fake
+    can be served there for the length of one command."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost"):
+        return None
+    with socket.socket() as probe:
+        try:
+            probe.bind((parts.hostname, parts.port or 80))
+        except OSError:
+            return None
+    return url
+
+
+def _parse_at(at: str, zone_name: str) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        fail(f"--at {at!r} is not a date and time like 2026-12-01T10:00")
+    # no offset: the programme's own zone, as staff read times in the console
+    return moment.replace(tzinfo=ZoneInfo(zone_name)) if moment.tzinfo is None else moment
+
+
 @reminders_cli.command("run")
-def reminders_run() -> None:
-    """One reminder sweep, then exit (0 also when another sweep holds the work)."""
+def reminders_run(
+    at: Annotated[
+        str | None,
+        typer.Option(metavar="WHEN", help="sweep as if it were this moment (no offset: PROGRAMME_TIMEZONE)"),
+    ] = None,
+) -> None:
+    """One reminder sweep, then exit (0 also when another sweep holds the work; 1 when every
+    call that was due failed to go out)."""
     from app.context import Context, system_clock
     from app.scheduler import run_sweep
     from app.services.policy import Policy
+    from app.settings import PLACEHOLDER_ACCOUNT_SID
 
     settings = settings_or_fail()
+    moment = _parse_at(at, settings.programme_timezone) if at is not None else None
+    clock = (lambda: moment.astimezone(UTC)) if moment is not None else system_clock
     engine = make_engine(settings.database_url)
+    # development without Twilio: the built-in fake takes the calls on TWILIO_API_URL (unless
+    # `peerline fake-twilio` already listens there) and each rings this terminal afterwards
+    fake = None
+    serving = None
+    if settings.twilio_account_sid == PLACEHOLDER_ACCOUNT_SID:
+        url = _local_free_url(settings.twilio_api_url)
+        if url is not None:
+            from app.simulator.fake_twilio import FakeTwilio
+            from app.simulator.telephone import _RestServer
+
+            fake = FakeTwilio(auth_token=settings.twilio_auth_token)
+            serving = _RestServer(fake, url)
     try:
         ctx = Context(
             settings,
-            PhoneVault.from_secret(settings.secret_key),
-            system_clock,
+            PhoneVault.from_secret(settings.secret_key, settings.secret_key_previous),
+            clock,
             Policy.from_settings(settings),
         )
-        report = run_sweep(make_sessionmaker(engine), ctx)
+        with serving if serving is not None else nullcontext():
+            report = run_sweep(make_sessionmaker(engine), ctx)
+            when = f" at {moment.isoformat()}" if moment is not None else ""
+            typer.echo(f"reminder sweep{when}: {report}")
+            if fake is not None and fake.calls:
+                # the fake stays up meanwhile: "press 1" makes the service place the partner's leg
+                _ring_placed(settings, list(fake.calls), when=moment)
+    except typer.Exit:
+        raise
     except Exception as exc:
         fail(f"reminder sweep failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     finally:
         engine.dispose()
-    typer.echo(f"reminder sweep: {report}")
+    if report.unreachable and not report.placed:
+        typer.secho(
+            f"error: Twilio could not be reached at {settings.twilio_api_url}; no reminder went out",
+            fg=typer.colors.RED,
+            err=True,
+        )
+    if report.every_placement_failed:
+        raise typer.Exit(code=1)
 
 
-@cli.command("fake-twilio")
-def fake_twilio(
-    port: Annotated[int, typer.Option(help="port for the fake Calls API")] = 8099,
-    answer: Annotated[bool, typer.Option(help="ring this terminal for each call placed")] = True,
-) -> None:
-    """A local fake of Twilio's Calls API; set TWILIO_API_URL=http://127.0.0.1:PORT to use it."""
+def _ring_placed(settings: Settings, placed: list[Any], *, when: datetime | None) -> None:
+    """Each reminder the built-in fake took rings here; you answer as the participant."""
     import httpx
-    import uvicorn
 
-    from app.fake_twilio import FakeTwilio, PlacedCall, create_fake_twilio
-    from app.telephone import Telephone
-    from app.terminal_phone import TerminalParty
+    from app.simulator.telephone import CallRecord, Exchange, Telephone
+    from app.simulator.terminal_phone import TerminalParty
     from ivr.phone import masked
 
-    settings = settings_or_fail()
-    fake = FakeTwilio()
-    ringing = threading.Lock()
-
-    def ring(call: PlacedCall) -> None:
-        with ringing, httpx.Client(timeout=20) as client:
+    with httpx.Client(timeout=20) as client:
+        for call in placed:
             typer.secho(f"\n☎  Peerline is calling {masked(call.to)} (a reminder)", fg=typer.colors.YELLOW)
             phone_ = Telephone(
                 client,
@@ -322,22 +573,160 @@ def fake_twilio(
                 auth_token=settings.twilio_auth_token,
                 programme_number=settings.programme_number,
             )
-            phone_.answer(
-                call.sid,
-                call.to,
-                call.url,
-                TerminalParty("You"),
-                TerminalParty("Your partner"),
-                status_callback=call.status_callback,
+            try:
+                exchange = Exchange(phone_, CallRecord(call.sid), TerminalParty("Your partner"))
+                if when is not None:
+                    exchange.now = when.timestamp()  # the callbacks' Timestamps agree with --at
+                exchange.ring_out(call, TerminalParty("You"))
+                exchange.run()
+            except httpx.HTTPError as exc:
+                fail(f"could not reach the service at {settings.public_base_url}: {type(exc).__name__}")
+            typer.echo("The reminder call has ended.")
+
+
+@cli.command("fake-twilio")
+def fake_twilio(
+    port: Annotated[int, typer.Option(help="port for the fake Calls API")] = 8099,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", metavar="SERVICE", help="where the service runs (default PUBLIC_BASE_URL)"),
+    ] = None,
+    answer: Annotated[bool, typer.Option(help="ring this terminal for each call placed")] = True,
+) -> None:
+    """A local fake of Twilio's Calls API; set TWILIO_API_URL=http://127.0.0.1:PORT to use it."""
+    import httpx
+    import uvicorn
+
+    from app.simulator.fake_twilio import FakeTwilio, PlacedCall, create_fake_twilio
+    from app.simulator.telephone import Telephone
+    from app.simulator.terminal_phone import TerminalParty
+    from ivr.phone import masked
+
+    settings = settings_or_fail()
+    if url is not None and not url.startswith(("http://", "https://")):
+        fail(f"--url {url!r} must start with http:// or https://")
+    # like `peerline phone`: requests are signed for PUBLIC_BASE_URL and sent to --url
+    service = (url or settings.public_base_url).rstrip("/")
+    fake = FakeTwilio()
+    ringing = threading.Lock()
+
+    def warn(message: str) -> None:
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+
+    def first_line(exc: BaseException) -> str:
+        text = str(exc).strip()
+        return text.splitlines()[0] if text else type(exc).__name__
+
+    def ring(call: PlacedCall) -> None:
+        # runs on the fake's own thread: a failure is one line here, and the fake keeps serving
+        with ringing, httpx.Client(timeout=20) as client:
+            typer.secho(f"\n☎  Peerline is calling {masked(call.to)} (a reminder)", fg=typer.colors.YELLOW)
+            phone_ = Telephone(
+                client,
+                public_base_url=settings.public_base_url,
+                target_base_url=service,
+                auth_token=settings.twilio_auth_token,
+                programme_number=settings.programme_number,
             )
+            try:
+                phone_.answer(
+                    call.sid,
+                    call.to,
+                    call.url,
+                    TerminalParty("You"),
+                    TerminalParty("Your partner"),
+                    status_callback=call.status_callback,
+                )
+            except httpx.HTTPError as exc:
+                warn(
+                    f"could not reach the service at {service} ({first_line(exc)}); "
+                    "is it running? --url SERVICE says where it is"
+                )
+                return
+            except Exception as exc:  # e.g. the service answered something that is not TwiML
+                warn(f"the reminder call stopped: {first_line(exc)}")
+                return
             typer.echo("The reminder call has ended.")
 
     fake.on_call = ring if answer else None
     typer.echo(f"Fake Twilio listening on http://127.0.0.1:{port} (set TWILIO_API_URL to it)")
+    typer.echo(f"Calls it places ring through the service at {service}")
     uvicorn.run(create_fake_twilio(fake), host="127.0.0.1", port=port, log_level="warning")
 
 
+# ---------------------------------------------------------------- a synthetic programme
+
+
+@cli.command("simulate-cohort")
+def simulate_cohort(
+    pairs: Annotated[int, typer.Option(help="how many pairs to enrol")] = 40,
+    weeks: Annotated[int, typer.Option(help="how many weeks of calls to play")] = 12,
+    seed: Annotated[int, typer.Option(help="the same seed makes the same programme")] = 1,
+    truth: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="write what was meant to happen, one JSON line a call")
+    ] = None,
+) -> None:
+    """A synthetic programme in DATABASE_URL, every call played through the real webhooks."""
+    import time
+
+    from app.models import Participant as ParticipantRow
+    from app.simulator import cohort
+
+    settings = settings_or_fail()
+    if not 1 <= pairs <= cohort.MAX_PAIRS:
+        fail(f"--pairs must be between 1 and {cohort.MAX_PAIRS}")
+    if weeks < 1:
+        fail("--weeks must be at least 1")
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine)() as db:
+            # fictional numbers would collide with the ones already enrolled, and a demo
+            # mixed into real participants is never wanted
+            if db.query(ParticipantRow.id).first() is not None:
+                fail("the database already has participants; simulate into an empty one")
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        fail(f"cannot read the database ({type(exc).__name__}); run `peerline db upgrade` first")
+    finally:
+        engine.dispose()
+    try:
+        if truth is not None:
+            truth.open("w").close()  # a truth file that cannot be written fails now, not after the run
+    except OSError as exc:
+        fail(f"{truth}: {exc.strerror or exc}")
+    started = time.monotonic()
+    try:
+        report = cohort.simulate(settings, pairs=pairs, weeks=weeks, seed=seed, truth=truth)
+    except Exception as exc:
+        fail(f"simulation failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    typer.echo(f"simulated {report} in {time.monotonic() - started:.0f} s")
+    if truth is not None:
+        typer.echo(f"ground truth: {truth} ({len(report.truth)} calls)")
+
+
 # ---------------------------------------------------------------- serve and phone
+
+
+def uvicorn_options(settings: Settings, host: str, port: int) -> dict[str, Any]:
+    """How `peerline serve` runs uvicorn.
+
+    Its access log is off (app.main.Observe writes one without query strings) and so is its
+    logging set-up (app.logs has done it). X-Forwarded-For/-Proto are believed only from the
+    proxies FORWARDED_ALLOW_IPS names: uvicorn would otherwise trust 127.0.0.1, and anyone
+    on the machine could then claim any address in the audit trail and the sign-in limits.
+    """
+    proxies = settings.forwarded_allow_ips
+    return {
+        "host": host,
+        "port": port,
+        "proxy_headers": proxies is not None,
+        "forwarded_allow_ips": proxies or "",
+        "access_log": False,
+        "log_config": None,
+        "log_level": settings.log_level.lower(),
+        "server_header": False,
+    }
 
 
 @cli.command()
@@ -345,12 +734,42 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
 ) -> None:
-    """Run the web service (webhooks, API, console)."""
+    """Run the web service (webhooks, API, console); metrics on METRICS_PORT when it is set."""
     import uvicorn
 
-    settings_or_fail()
+    from app import logs
+    from app.main import create_app
+    from app.metrics import serve_port
+
+    settings = settings_or_fail()
+    try:
+        logs.configure(json_lines=settings.json_logs, level=settings.log_level)
+    except ValueError:
+        fail(f"LOG_LEVEL: {settings.log_level!r} is not a level (DEBUG, INFO, WARNING, ERROR)")
+    try:
+        application = create_app(settings)
+    except Exception as exc:
+        fail(f"could not start: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    stop_metrics = None
+    if settings.metrics_port is not None:
+        try:
+            stop_metrics = serve_port(application.state.metrics, host, settings.metrics_port)
+        except OSError as exc:
+            fail(f"METRICS_PORT {settings.metrics_port}: {exc.strerror or exc}")
+        typer.echo(f"Metrics on http://{host}:{settings.metrics_port}/metrics")
     typer.echo(f"Peerline listening on http://{host}:{port}")
-    uvicorn.run("app.main:app", host=host, port=port, proxy_headers=True, log_level="info")
+    from app.settings import PLACEHOLDER_ACCOUNT_SID
+
+    if settings.twilio_account_sid == PLACEHOLDER_ACCOUNT_SID:
+        typer.echo(
+            f"No Twilio account: calls go to the built-in fake at {settings.twilio_api_url} "
+            "(`peerline phone` and `peerline reminders run` serve it; `peerline fake-twilio` keeps it up)"
+        )
+    try:
+        uvicorn.run(application, **uvicorn_options(settings, host, port))
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
 
 
 @cli.command()
@@ -361,8 +780,8 @@ def phone(
     """A telephone in the terminal: call the service as a participant would."""
     import httpx
 
-    from app.telephone import Telephone
-    from app.terminal_phone import TerminalParty
+    from app.simulator.telephone import Telephone
+    from app.simulator.terminal_phone import TerminalParty
 
     settings = settings_or_fail()
     typer.echo("Calling Peerline from your phone. (h then Enter hangs up)")
@@ -373,6 +792,8 @@ def phone(
             target_base_url=url,
             auth_token=settings.twilio_auth_token,
             programme_number=settings.programme_number,
+            # the service places the partner's leg at TWILIO_API_URL: the fake answers there
+            rest_url=_local_free_url(settings.twilio_api_url) or "",
         )
         try:
             phone_.call(from_number, TerminalParty("You"), TerminalParty("Your partner"))

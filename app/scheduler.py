@@ -1,28 +1,31 @@
 """The reminder sweep: once from the command line, or every few minutes inside `peerline serve`.
 
 Several processes may run it at the same moment; the sweep itself keeps every reminder
-to one call (see app/services/reminders.py), so the scheduler needs no lock of its own.
+to one call (see app/services/sweep.py), so the scheduler needs no lock of its own.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import metrics
 from app.context import Context
-from app.services import reminders
-from app.twilio_client import make_twilio_client
+from app.services import sweep
+from app.twilio.rest import make_twilio_client
 from ivr.flow import Urls
 
 log = logging.getLogger(__name__)
 
 
-def run_sweep(make_session: sessionmaker[Session], ctx: Context) -> reminders.SweepReport:
+def run_sweep(make_session: sessionmaker[Session], ctx: Context) -> sweep.SweepReport:
     settings = ctx.settings
-    report = reminders.sweep(
+    started = time.monotonic()
+    report = sweep.sweep(
         make_session,
         ctx.vault,
         make_twilio_client(settings),
@@ -31,6 +34,7 @@ def run_sweep(make_session: sessionmaker[Session], ctx: Context) -> reminders.Sw
         urls=Urls(settings.public_base_url),
         programme_number=settings.programme_number,
     )
+    metrics.sweep_finished(report, time.monotonic() - started)
     log.info("reminder sweep: %s", report)
     return report
 
@@ -39,6 +43,7 @@ def _sweep_safely(make_session: sessionmaker[Session], ctx: Context) -> None:
     try:
         run_sweep(make_session, ctx)
     except Exception:
+        metrics.sweep_failed()
         log.exception("reminder sweep failed; the next one will try again")
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ivr.phone import InvalidPhoneNumber, normalise
@@ -23,6 +25,13 @@ from ivr.quiet_hours import InvalidQuietHours, InvalidTimeZone, QuietHours, zone
 log = logging.getLogger(__name__)
 
 DEV_SECRETS_FILE = Path(os.environ.get("PEERLINE_DEV_SECRETS", ".peerline-secrets.json"))
+
+
+PLACEHOLDER_ACCOUNT_SID = "AC" + "0" * 32
+# development without a Twilio account: every REST request goes to the built-in fake here
+# (`peerline fake-twilio`, or the one `peerline phone` and `peerline reminders run` serve),
+# never to the real API with placeholder credentials
+DEV_FAKE_TWILIO_URL = "http://127.0.0.1:8099"
 
 
 class ConfigError(Exception):
@@ -35,7 +44,7 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     database_url: str = "sqlite:///./peerline.db"
     public_base_url: str = "http://localhost:8000"
-    twilio_account_sid: str = "AC" + "0" * 32
+    twilio_account_sid: str = PLACEHOLDER_ACCOUNT_SID
     twilio_auth_token: str = ""
     twilio_phone_number: str | None = None
     twilio_api_url: str = "https://api.twilio.com"
@@ -49,6 +58,52 @@ class Settings(BaseSettings):
     reminder_hours: str = "10:00-19:00"
     console_timezone: str = "UTC"
     log_level: str = "INFO"
+    # a staffed line `0` puts a caller through to after stepping out of a call, and when it
+    # is staffed (daily, HH:MM-HH:MM in PROGRAMME_TIMEZONE; unset: whenever the line is set)
+    care_team_line: str | None = None
+    care_team_hours: str | None = None
+    # json: one object a line (production's default); text: for a person at a terminal
+    log_format: Literal["auto", "json", "text"] = "auto"
+    # GET /metrics: a bearer token for it on the main port, and/or a separate open port
+    metrics_token: str | None = None
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # proxies whose X-Forwarded-For/-Proto `peerline serve` believes; none unless named
+    forwarded_allow_ips: str | None = None
+    # a second key the service also reads numbers with while `peerline keys rotate` runs
+    secret_key_previous: str | None = None
+    # the database holds the synthetic demo programme (scripts/run.sh sets it): the console
+    # says so on every page, so nobody takes it for real participants
+    demo_data: bool = False
+    # staff digests: where mail goes out (smtp://[user:password@]host[:port], smtps:// for TLS)
+    # and whom it is from; no SMTP_URL, no digests
+    smtp_url: str | None = None
+    digest_from: str = "peerline@localhost"
+
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("smtp://", "smtps://")):
+            raise ValueError("must be an smtp:// or smtps:// URL")
+        return value
+
+    @field_validator("metrics_token", "forwarded_allow_ips", "secret_key_previous", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_port_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+    # The programme's own zone (IANA): engagement cohorts (`?cohort=YYYY-MM`) are months of
+    # pairing in it. Unset, it is CONSOLE_TIMEZONE, so one zone serves until they differ.
+    programme_timezone: str = Field(default="", validate_default=True)
+    # Who counts as ever engaged: in at least one accepted call (the partner pressed 1), or
+    # in at least one contact (talk time >= MIN_CONTACT_SECONDS).
+    engaged_when: Literal["accepted", "contact"] = "accepted"
 
     @field_validator("public_base_url", "twilio_api_url")
     @classmethod
@@ -65,9 +120,30 @@ class Settings(BaseSettings):
         except InvalidQuietHours as exc:
             raise ValueError(str(exc).replace("quiet hours", "reminder hours")) from exc
 
+    @field_validator("care_team_hours")
+    @classmethod
+    def _care_team_hours(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        try:
+            return str(QuietHours.parse(value))
+        except InvalidQuietHours as exc:
+            raise ValueError(str(exc).replace("quiet hours", "care-team hours")) from exc
+
     @field_validator("console_timezone")
     @classmethod
     def _console_zone(cls, value: str) -> str:
+        try:
+            zone(value)
+        except InvalidTimeZone as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("programme_timezone")
+    @classmethod
+    def _programme_zone(cls, value: str, info: ValidationInfo) -> str:
+        # fields are validated in order, so CONSOLE_TIMEZONE (already checked) is known here
+        value = value or str(info.data.get("console_timezone") or "UTC")
         try:
             zone(value)
         except InvalidTimeZone as exc:
@@ -81,7 +157,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a two-letter region code such as US")
         return value.upper()
 
-    @field_validator("twilio_phone_number", "support_phone_number")
+    @field_validator("twilio_phone_number", "support_phone_number", "care_team_line")
     @classmethod
     def _e164(cls, value: str | None) -> str | None:
         if value in (None, ""):
@@ -101,6 +177,12 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite", "postgresql+")):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
         return value
+
+    @property
+    def json_logs(self) -> bool:
+        if self.log_format == "auto":
+            return self.environment == "production"
+        return self.log_format == "json"
 
     @property
     def programme_number(self) -> str:
@@ -125,6 +207,26 @@ def _dev_secrets() -> dict[str, str]:
     return data
 
 
+ACCOUNT_SID = re.compile(r"AC[0-9a-f]{32}")
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", ""}
+
+
+def _check_production_twilio(settings: Settings) -> None:
+    """Refuse what would fail only later, on a live call or a reminder (Twilio error 20003)."""
+    sid = settings.twilio_account_sid
+    if not ACCOUNT_SID.fullmatch(sid) or sid == PLACEHOLDER_ACCOUNT_SID:
+        raise ConfigError(
+            "TWILIO_ACCOUNT_SID: required when ENVIRONMENT=production (AC followed by 32 hex digits, "
+            "from the Twilio console)"
+        )
+    url = urlsplit(settings.public_base_url)
+    if url.scheme != "https":
+        raise ConfigError("PUBLIC_BASE_URL: must be https:// when ENVIRONMENT=production")
+    host = (url.hostname or "").lower()
+    if host in LOCAL_HOSTS or host.endswith(".localhost") or host.startswith("127."):
+        raise ConfigError("PUBLIC_BASE_URL: must be the public address Twilio reaches, not this machine")
+
+
 def load_settings() -> Settings:
     """Read and check the settings, or raise ConfigError with one readable line."""
     try:
@@ -147,7 +249,16 @@ def load_settings() -> Settings:
             raise ConfigError(f"{missing[0]}: required when ENVIRONMENT=production")
         if len(settings.secret_key) < 32:
             raise ConfigError("SECRET_KEY: must be at least 32 characters")
-    elif not settings.secret_key or not settings.twilio_auth_token:
+        if settings.secret_key_previous is not None and len(settings.secret_key_previous) < 32:
+            raise ConfigError("SECRET_KEY_PREVIOUS: must be at least 32 characters")
+        _check_production_twilio(settings)
+        return settings
+    if (
+        settings.twilio_account_sid == PLACEHOLDER_ACCOUNT_SID
+        and "twilio_api_url" not in settings.model_fields_set
+    ):
+        settings.twilio_api_url = DEV_FAKE_TWILIO_URL
+    if not settings.secret_key or not settings.twilio_auth_token:
         dev = _dev_secrets()
         settings.secret_key = settings.secret_key or dev["secret_key"]
         settings.twilio_auth_token = settings.twilio_auth_token or dev["twilio_auth_token"]

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import phonenumbers
 
-# Twilio reports a withheld caller ID with one of these words instead of a number.
-WITHHELD = frozenset({"", "anonymous", "restricted", "unknown", "private", "unavailable"})
+# Twilio reports a withheld caller ID with one of these words instead of a number, or with
+# its placeholder number +266696687.
+WITHHELD = frozenset(
+    {"", "anonymous", "restricted", "unknown", "private", "unavailable", "blocked", "+266696687", "266696687"}
+)
+
+
+def is_withheld(raw: str | None) -> bool:
+    return (raw or "").strip().lower() in WITHHELD
 
 
 class InvalidPhoneNumber(ValueError):

@@ -10,11 +10,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 from ivr.quiet_hours import QuietHours, is_quiet, zone
+from ivr.vocab import CallStatus, Outcome, ReminderState
 
 MAX_ATTEMPTS = 3  # the first call and up to two retries
 RETRY_AFTER = timedelta(hours=2)
-RETRY_STATUSES = frozenset({"no-answer", "busy", "failed"})
+RETRY_STATUSES = frozenset({CallStatus.NO_ANSWER, CallStatus.BUSY, CallStatus.FAILED})
 DEFAULT_WINDOW = QuietHours.parse("10:00-19:00")  # a window of allowed hours, same shape
+# reminder calls that reached no one who talked, as the attention list counts them
+# (with those an answering machine took)
+UNANSWERED = (Outcome.NO_ANSWER, Outcome.BUSY, Outcome.FAILED, Outcome.DECLINED)
 
 
 @dataclass(frozen=True)
@@ -72,11 +76,27 @@ def next_call_time(
     return allowed[0].astimezone(UTC) if allowed else None
 
 
-def retry_time(finished_at: datetime, attempts: int, status: str) -> datetime | None:
+def retry_time(finished_at: datetime, attempts: int, status: CallStatus) -> datetime | None:
     """When to try again after an unanswered reminder call, or None when it is over."""
     if status not in RETRY_STATUSES or attempts >= MAX_ATTEMPTS:
         return None
     return finished_at + RETRY_AFTER
+
+
+def after_call(
+    status: CallStatus, *, heard_by_machine: bool, attempts: int, now: datetime
+) -> tuple[ReminderState, datetime | None]:
+    """Where a reminder stands once its call is over, and when to ring again if at all.
+
+    A call that was answered, by a person or a machine, is done: a machine heard the
+    short message. Anything else is retried while attempts remain.
+    """
+    if status == CallStatus.COMPLETED:
+        return (ReminderState.MACHINE if heard_by_machine else ReminderState.ANSWERED), None
+    retry = retry_time(now, attempts, status)
+    if retry is None:
+        return ReminderState.UNANSWERED, None
+    return ReminderState.PENDING, retry
 
 
 def attention_reason(days_without_contact: int, unanswered_reminders: int) -> str:

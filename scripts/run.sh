@@ -1,17 +1,57 @@
 #!/usr/bin/env bash
-# Set up and run Peerline on this machine: .venv, migrations, then serve on 127.0.0.1:8000 (SQLite).
+# Set up and run Peerline on this machine: .venv, migrations, a demo programme the first
+# time, then serve on ${HOST:-127.0.0.1}:${PORT:-8000} (SQLite unless DATABASE_URL says otherwise).
+#
+#   DEMO=0        do not load the demo programme into a new database
+#   DEMO_PAIRS, DEMO_WEEKS   its size (default 24 pairs over 12 weeks)
+#   PORT, HOST    where to listen
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
 ensure_venv
 export DATABASE_URL="${DATABASE_URL:-sqlite:///./peerline.db}"
-.venv/bin/peerline db upgrade
+HOST="${HOST:-127.0.0.1}"
+PORT="${PORT:-8000}"
+# the service's own address, so `peerline phone` and the fake Twilio find it on any port
+export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://$HOST:$PORT}"
+"$VENV"/bin/peerline db upgrade
+
+# A database with no staff and no participants is new: it gets the demo programme (a
+# synthetic cohort, every call played through the service) and a demo admin account.
+fresh=$("$VENV"/bin/python - <<'PY'
+from sqlalchemy import func, select
+from app.db import make_engine, make_sessionmaker
+from app.models import Pair, Participant, StaffUser
+from app.simulator.cohort import DEMO_NOTE
+from app.settings import get_settings
+engine = make_engine(get_settings().database_url)
+with make_sessionmaker(engine)() as db:
+    empty = not db.scalar(select(func.count()).select_from(Participant)) and not db.scalar(
+        select(func.count()).select_from(StaffUser)
+    )
+    demo = db.scalar(select(func.count()).select_from(Pair).where(Pair.notes == DEMO_NOTE))
+print("yes" if empty else ("demo" if demo else "no"))
+PY
+)
+if [ "$fresh" = yes ] && [ "${DEMO:-1}" != 0 ]; then
+  echo "Loading the demo programme (DEMO=0 skips it)..."
+  "$VENV"/bin/peerline simulate-cohort --pairs "${DEMO_PAIRS:-24}" --weeks "${DEMO_WEEKS:-12}" --seed 1
+  email=demo-admin@peerline.example.org
+  password=$("$VENV"/bin/python -c 'import secrets; print(secrets.token_urlsafe(12))')
+  printf '%s\n' "$password" | "$VENV"/bin/peerline user add "$email" --role admin --password-stdin >/dev/null
+  echo
+  echo "Demo console sign-in: $email / $password"
+  echo
+  fresh=demo
+fi
+# the console says so on every page while the database holds the demo programme
+if [ "$fresh" = demo ]; then
+  export DEMO_DATA=true
+fi
+
+echo "Console: $PUBLIC_BASE_URL/console/   API: $PUBLIC_BASE_URL/docs"
+echo "Try it, in another terminal:  source .venv/bin/activate"
+echo "  peerline phone --from +16175550100                        # call as a demo participant"
+echo "  peerline reminders run --at 2026-12-01T12:00-05:00           # a reminder sweep at that moment"
 echo
-echo "Try it: in another terminal,"
-echo "  source .venv/bin/activate"
-echo "  peerline participant add --name Ana --phone '(617) 555-0101' --timezone America/New_York"
-echo "  peerline participant add --name Bea --phone '(617) 555-0102' --timezone America/Chicago"
-echo "  peerline pair add 1 2"
-echo "  peerline phone --from +16175550101"
-echo
-exec .venv/bin/peerline serve --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}"
+exec "$VENV"/bin/peerline serve --host "$HOST" --port "$PORT"

@@ -18,10 +18,13 @@ s = socket.socket(); s.settimeout(1)
 sys.exit(0 if s.connect_ex(("127.0.0.1", 5432)) == 0 else 1)
 PY
 then
-  export TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/test"
-  echo "PostgreSQL answers: the suite runs on SQLite and PostgreSQL"
+  # only used to create (and later drop) this run's own uniquely named databases
+  export TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/postgres"
+fi
+if [ -n "${TEST_DATABASE_URL:-}" ]; then
+  echo "databases: SQLite, and PostgreSQL at $(.venv/bin/python -c 'import sys; from sqlalchemy.engine import make_url; u = make_url(sys.argv[1]); print(f"{u.host or chr(0x2d)}:{u.port or 5432}")' "$TEST_DATABASE_URL") (this run's own databases, dropped afterwards)"
 else
-  echo "${TEST_DATABASE_URL:+TEST_DATABASE_URL set: SQLite and PostgreSQL}${TEST_DATABASE_URL:-no PostgreSQL: the suite runs on SQLite only}"
+  echo "databases: SQLite only (no PostgreSQL answers at 127.0.0.1:5432)"
 fi
 
 .venv/bin/ruff check ivr app tests scripts

@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,12 +23,12 @@ from sqlalchemy.orm import Session
 
 from app.crypto import PhoneVault
 from app.db import make_engine
-from app.fake_twilio import FakeTwilio, create_fake_twilio
 from app.main import create_app
 from app.models import Base, Call, Pair
 from app.services import participants
 from app.settings import Settings
-from app.telephone import Telephone
+from app.simulator.fake_twilio import FakeTwilio, create_fake_twilio
+from app.simulator.telephone import Telephone
 
 T = TypeVar("T")
 
@@ -99,18 +100,49 @@ class FakeClock:
         self.now += timedelta(**kwargs)
 
 
+# Every PostgreSQL database the suite touches is one it created under a unique name and
+# drops at the end: two runs on one server never collide, and no one else's data is touched.
+RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:8]}"
+_created: list[str] = []
 _pg_engine: Engine | None = None
+
+
+def _pg_admin() -> Engine:
+    assert PG_URL
+    return create_engine(Settings(database_url=PG_URL).database_url, isolation_level="AUTOCOMMIT")
+
+
+def new_pg_database(purpose: str) -> str:
+    """Create an empty database of this run's own and return its URL (dropped at session end)."""
+    name = f"peerline_test_{RUN_ID}_{purpose}_{len(_created)}"
+    admin = _pg_admin()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    _created.append(name)
+    return str(admin.url.set(database=name).render_as_string(hide_password=False))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_created_databases() -> Iterator[None]:
+    yield
+    global _pg_engine
+    if _pg_engine is not None:
+        _pg_engine.dispose()
+        _pg_engine = None
+    if not _created:
+        return
+    admin = _pg_admin()
+    with admin.connect() as conn:
+        for name in _created:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def _pg() -> Engine:
     global _pg_engine
     if _pg_engine is None:
-        assert PG_URL
-        url = Settings(database_url=PG_URL).database_url
-        _pg_engine = create_engine(url)
-        Base.metadata.drop_all(_pg_engine)
-        with _pg_engine.begin() as conn:
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        _pg_engine = create_engine(new_pg_database("main"))
         Base.metadata.create_all(_pg_engine)
     return _pg_engine
 

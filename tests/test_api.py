@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app.api.pagination import encode_cursor
 from app.models import AuditEvent, Reminder
-from app.telephone import Scripted, Telephone
+from app.simulator.telephone import Scripted, Telephone
 from ivr import prompts
 from tests.conftest import ANA, BEA, CAL, FakeClock, Programme, ServerThread, Staff
 
@@ -52,7 +54,11 @@ def test_ten_wrong_passwords_lock_the_account_for_fifteen_minutes(
     clock.advance(minutes=15)
     assert sign_in(client, "staff@clinic.example.org", "staff-password-long").status_code == 200
     failed = [e for e in programme.rows(AuditEvent) if e.action == "auth.sign_in_failed"]
-    assert len(failed) == 11 and all(e.client_ip for e in failed)
+    # every failure counted, two a minute in one row each, the locked attempt in a row of its own
+    assert sum(e.count for e in failed) == 11 and all(e.client_ip for e in failed)
+    assert [(e.target, e.count) for e in failed] == [("wrong email or password", 2)] * 5 + [
+        ("locked: too many wrong passwords for this account", 1)
+    ]
 
 
 def test_an_unknown_email_gets_the_same_answer_as_a_wrong_password(client: TestClient, staff: Staff) -> None:
@@ -160,7 +166,8 @@ def test_removal_erases_the_number_and_keeps_the_call_history(
 
     caller = Scripted(["6175550101#"])
     phone.call(ANA, caller)
-    assert caller.heard[0] == prompts.ASK_HOME_NUMBER and prompts.NUMBER_NOT_FOUND in caller.text
+    assert caller.heard[:2] == [prompts.GREETING, prompts.ASK_HOME_NUMBER]
+    assert prompts.NUMBER_NOT_FOUND in caller.text
 
     again = client.post(
         "/api/v1/participants", json={"name": "Ana", "phone": ANA, "timezone": "UTC"}, headers=staff["staff"]
@@ -263,6 +270,30 @@ def test_malformed_paging_and_filters_are_422(client: TestClient, staff: Staff, 
     assert response.status_code == 422 and response.json()["detail"]
 
 
+FORGED_CURSORS = [
+    ("/api/v1/pairs", encode_cursor(2**63)),  # SQLite cannot bind it: a 500 before it was refused
+    ("/api/v1/pairs", encode_cursor(2**31)),
+    ("/api/v1/participants", encode_cursor(0)),
+    ("/api/v1/messages", encode_cursor(-1)),
+    ("/api/v1/audit", encode_cursor(True)),
+    ("/api/v1/calls", encode_cursor(datetime(2026, 11, 17, tzinfo=UTC), 2**63)),
+]
+
+
+@pytest.mark.parametrize(("path", "cursor"), FORGED_CURSORS)
+def test_a_forged_cursor_with_an_id_no_row_can_have_is_422_naming_the_cursor(
+    client: TestClient, staff: Staff, path: str, cursor: str
+) -> None:
+    response = client.get(f"{path}?cursor={cursor}", headers=staff["admin"])
+    assert response.status_code == 422
+    assert [e["loc"] for e in response.json()["detail"]] == [["query", "cursor"]]
+
+
+def test_the_largest_id_is_still_a_cursor(client: TestClient, staff: Staff) -> None:
+    response = client.get(f"/api/v1/pairs?cursor={encode_cursor(2**31 - 1)}", headers=staff["nurse"])
+    assert response.status_code == 200 and response.json()["items"] == []
+
+
 # ---------------------------------------------------------------- messages, attention, audit, export
 
 
@@ -290,6 +321,52 @@ def test_the_care_team_inbox_plays_recordings_to_signed_in_staff_and_marks_them_
     assert client.get("/api/v1/messages?handled=false", headers=staff["nurse"]).json()["items"] == []
 
 
+def test_the_recording_is_fetched_after_the_request_is_committed(
+    client: TestClient,
+    staff: Staff,
+    programme: Programme,
+    ana_and_bea: Pairing,
+    app: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fetching from Twilio takes up to 15 s: the request's transaction (on SQLite the write
+    lock the webhooks wait for) must be over by then, and its audit row stored."""
+    from datetime import UTC, datetime
+
+    from app.models import CareTeamMessage
+    from app.twilio import rest
+
+    with programme.session() as s:
+        s.add(CareTeamMessage(recording_sid="RE" + "1" * 32, participant_id=1, received_at=datetime.now(UTC)))
+        s.commit()
+    seen_while_fetching: list[str] = []
+
+    def fetch(settings: Any, url: str) -> rest.RecordingUnavailable:
+        seen_while_fetching.extend(e.action for e in programme.rows(AuditEvent))
+        return rest.RecordingUnavailable("could not fetch the recording from Twilio")
+
+    monkeypatch.setattr(rest, "fetch_recording", fetch)
+    response = client.get("/api/v1/messages/1/recording", headers=staff["nurse"])
+    assert response.status_code == 502
+    assert response.json() == {"detail": "could not fetch the recording from Twilio"}
+    assert seen_while_fetching == ["message.listen"]
+
+
+def test_an_unreachable_twilio_is_a_502_saying_so(
+    client: TestClient, staff: Staff, programme: Programme, ana_and_bea: Pairing, app: Any, settings: Any
+) -> None:
+    from datetime import UTC, datetime
+
+    from app.models import CareTeamMessage
+
+    app.state.context.settings = settings.model_copy(update={"twilio_api_url": "http://127.0.0.1:9"})
+    with programme.session() as s:
+        s.add(CareTeamMessage(recording_sid="RE" + "2" * 32, participant_id=1, received_at=datetime.now(UTC)))
+        s.commit()
+    response = client.get("/api/v1/messages/1/recording", headers=staff["nurse"])
+    assert response.status_code == 502 and "recording" in response.json()["detail"]
+
+
 def test_staff_clear_an_attention_flag_with_a_note(
     client: TestClient, staff: Staff, programme: Programme, ana_and_bea: Pairing
 ) -> None:
@@ -309,15 +386,13 @@ def test_staff_clear_an_attention_flag_with_a_note(
         s.commit()
     (flag,) = client.get("/api/v1/attention", headers=staff["nurse"]).json()["items"]
     assert flag["participant_ids"] == [1, 2] and flag["reason"].startswith("no contact for 2 weeks")
-    assert (
-        client.post(f"/api/v1/attention/{flag['id']}/clear", json={}, headers=staff["nurse"]).status_code
-        == 403
-    )
+    # nurses work the attention list: they clear a flag with a note (issue 14)
     cleared = client.post(
-        f"/api/v1/attention/{flag['id']}/clear", json={"note": "called Ana"}, headers=staff["staff"]
+        f"/api/v1/attention/{flag['id']}/clear", json={"note": "called Ana"}, headers=staff["nurse"]
     )
+    assert cleared.status_code == 200
     assert (
-        cleared.json()["cleared_by"] == "staff@clinic.example.org" and cleared.json()["note"] == "called Ana"
+        cleared.json()["cleared_by"] == "nurse@clinic.example.org" and cleared.json()["note"] == "called Ana"
     )
     assert client.get("/api/v1/attention", headers=staff["nurse"]).json()["items"] == []
     history = client.get("/api/v1/attention?include_cleared=true&pair_id=1", headers=staff["nurse"]).json()[
@@ -358,6 +433,40 @@ def test_the_export_names_no_one_and_shows_no_number(
     assert rows[0]["initiator_id"] == "1" and rows[0]["is_contact"] == "1"
     for needle in ("Ana", "Bea", "555", "0101", "0102"):
         assert needle not in response.text
+
+
+def test_the_export_streams_every_call_a_batch_at_a_time(
+    client: TestClient,
+    staff: Staff,
+    phone: Telephone,
+    clock: FakeClock,
+    ana_and_bea: Pairing,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.services import export
+
+    monkeypatch.setattr(export, "BATCH", 3)
+    _make_calls(phone, clock, 10)
+    response = client.get("/api/v1/export/calls.csv", headers=staff["staff"])
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [int(r["call_id"]) for r in rows] == list(range(1, 11))
+
+
+def test_the_export_holds_no_transaction_between_batches(
+    app: Any, phone: Telephone, clock: FakeClock, ana_and_bea: Pairing
+) -> None:
+    """The stream is read after the request's session is gone, at the client's pace: between
+    batches a live call must still be able to write (on SQLite it would wait for the lock)."""
+    from app.services import export
+
+    _make_calls(phone, clock, 4)
+    stream = export.calls_csv(app.state.sessionmaker, batch=3)
+    header, first = next(stream), next(stream)
+    assert header.startswith("call_id,") and len(first.splitlines()) == 3
+    phone.post("/twilio/voice", {"CallSid": "CA" + "9" * 32, "From": ANA})
+    rest = "".join(stream)
+    assert [line.split(",")[0] for line in rest.splitlines()] == ["4", "5"]
 
 
 def test_admins_manage_staff_accounts(client: TestClient, staff: Staff) -> None:

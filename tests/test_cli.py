@@ -126,3 +126,110 @@ def test_user_add_reads_the_password_from_stdin_and_checks_it() -> None:
         input="a-good-long-password\n",
     )
     assert twice.exit_code == 2 and "exists already" in twice.output
+
+
+def test_user_add_checks_the_password_before_asking_for_it_a_second_time() -> None:
+    result = runner.invoke(
+        cli,
+        ["user", "add", "nurse@clinic.example.org", "--role", "nurse"],
+        input="Password2024!\na quiet walk by the river\na quiet walk by the river\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("Repeat the password") == 1, "the common password was refused at once"
+    assert "commonly used password" in result.output
+    assert result.output.strip().splitlines()[-1] == "1"
+    given_up = runner.invoke(
+        cli, ["user", "add", "b@clinic.example.org", "--role", "nurse"], input="short\n" * 3
+    )
+    assert given_up.exit_code == 2 and "no acceptable password" in given_up.output
+    assert "Repeat the password" not in given_up.output
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        ("short", "at least 12 characters"),
+        ("x" * 129, "at most 128 characters"),
+        ("p@ssw0rd2024", "commonly used password"),
+        ("123456789012", "repeats itself or follows the keyboard"),
+        ("nurse@clinic.example.org", "your email address"),
+    ],
+)
+def test_user_add_refuses_weak_passwords_from_stdin(password: str, message: str) -> None:
+    result = runner.invoke(
+        cli,
+        ["user", "add", "nurse@clinic.example.org", "--role", "nurse", "--password-stdin"],
+        input=password + "\n",
+    )
+    assert result.exit_code == 2 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_user_list_disable_and_reset_password() -> None:
+    for email, role in (("admin@clinic.example.org", "admin"), ("nurse@clinic.example.org", "nurse")):
+        added = runner.invoke(
+            cli,
+            ["user", "add", email, "--role", role, "--password-stdin"],
+            input="a quiet walk by the river\n",
+        )
+        assert added.exit_code == 0, added.output
+    listed = runner.invoke(cli, ["user", "list"])
+    assert listed.exit_code == 0
+    lines = listed.output.strip().splitlines()
+    assert [line.split("\t")[:4] for line in lines] == [
+        ["1", "admin@clinic.example.org", "admin", "active"],
+        ["2", "nurse@clinic.example.org", "nurse", "active"],
+    ]
+
+    reset = runner.invoke(
+        cli,
+        ["user", "reset-password", "NURSE@clinic.example.org", "--password-stdin"],
+        input="another long phrase here\n",
+    )
+    assert reset.exit_code == 0 and "sessions and tokens have ended" in reset.output
+    weak = runner.invoke(
+        cli, ["user", "reset-password", "nurse@clinic.example.org", "--password-stdin"], input="iloveyou\n"
+    )
+    assert weak.exit_code == 2 and "at least 12 characters" in weak.output
+
+    disabled = runner.invoke(cli, ["user", "disable", "nurse@clinic.example.org"])
+    assert disabled.exit_code == 0 and "disabled account 2" in disabled.output
+    assert "\tdisabled " in runner.invoke(cli, ["user", "list"]).output.splitlines()[1]
+
+    for command in (
+        ["user", "disable", "nobody@clinic.example.org"],
+        ["user", "reset-password", "nobody@x.org"],
+    ):
+        missing = runner.invoke(cli, command, input="another long phrase here\n")
+        assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_user_commands_are_audited_as_the_system() -> None:
+    from sqlalchemy import create_engine, select
+
+    from app.models import AuditEvent
+
+    runner.invoke(
+        cli,
+        ["user", "add", "n@clinic.example.org", "--role", "nurse", "--password-stdin"],
+        input="a quiet walk by the river\n",
+    )
+    runner.invoke(cli, ["user", "list"])
+    runner.invoke(
+        cli,
+        ["user", "reset-password", "n@clinic.example.org", "--password-stdin"],
+        input="another long phrase here\n",
+    )
+    runner.invoke(cli, ["user", "disable", "n@clinic.example.org"])
+    engine = create_engine(settings_module.get_settings().database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(AuditEvent.actor, AuditEvent.action, AuditEvent.target, AuditEvent.client_ip)
+        ).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [
+        ("system", "user.create", "staff_user:1", "cli"),
+        ("system", "users.read", "1 accounts", "cli"),
+        ("system", "user.password_reset", "staff_user:1", "cli"),
+        ("system", "user.update", "staff_user:1", "cli"),
+    ]

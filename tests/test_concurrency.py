@@ -12,7 +12,9 @@ from app.main import create_app
 from app.models import Base, Call, Pair
 from app.services import participants
 from app.settings import Settings
-from app.telephone import Scripted, Telephone
+from app.simulator.fake_twilio import FakeTwilio
+from app.simulator.telephone import Scripted, Telephone, in_process_client
+from app.twilio.dialer import dialer_for
 from tests.conftest import PROGRAMME_NUMBER, SECRET, FakeClock, ServerThread
 
 
@@ -48,6 +50,10 @@ def test_forty_calls_from_four_phones_at_once_are_all_recorded(tmp_path: Path, c
         for a, b in zip(ids[::2], ids[1::2], strict=True):
             participants.make_pair(db, a, b, now=clock())
         db.commit()
+    # the partner's legs are placed through a fake of Twilio's REST API in this process
+    dialer_for(app).client = in_process_client(
+        FakeTwilio(auth_token="busy-token"), settings.twilio_account_sid, "busy-token"
+    )
     server = ServerThread(app)
     settings.public_base_url = server.url
     errors: list[BaseException] = []
@@ -81,4 +87,5 @@ def test_forty_calls_from_four_phones_at_once_are_all_recorded(tmp_path: Path, c
     app.state.engine.dispose()
     assert len(calls) == 40
     assert {c.outcome for c in calls} == {"contact"}
+    assert {c.talk_seconds for c in calls} == {120}
     assert all(p.last_contact_at is not None for p in pairs)

@@ -8,11 +8,13 @@ import pytest
 
 from ivr.quiet_hours import QuietHours
 from ivr.reminders import (
+    after_call,
     attention_reason,
     current_quiet_period,
     next_call_time,
     retry_time,
 )
+from ivr.vocab import CallStatus, ReminderState
 
 WEEK = timedelta(days=7)
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -51,15 +53,15 @@ def test_within_the_window_the_phone_may_ring_now() -> None:
 @pytest.mark.parametrize(
     ("attempts", "status", "retry"),
     [
-        (1, "no-answer", True),
-        (2, "busy", True),
-        (2, "failed", True),
-        (3, "no-answer", False),
-        (1, "completed", False),
+        (1, CallStatus.NO_ANSWER, True),
+        (2, CallStatus.BUSY, True),
+        (2, CallStatus.FAILED, True),
+        (3, CallStatus.NO_ANSWER, False),
+        (1, CallStatus.COMPLETED, False),
     ],
 )
 def test_retries_only_on_no_answer_busy_or_failed_and_at_most_twice(
-    attempts: int, status: str, retry: bool
+    attempts: int, status: CallStatus, retry: bool
 ) -> None:
     result = retry_time(T0, attempts, status)
     assert (result == T0 + timedelta(hours=2)) if retry else result is None
@@ -68,3 +70,33 @@ def test_retries_only_on_no_answer_busy_or_failed_and_at_most_twice(
 def test_attention_reasons_read_naturally() -> None:
     assert attention_reason(14, 4) == "no contact for 2 weeks; 4 reminder calls unanswered"
     assert attention_reason(15, 1) == "no contact for 15 days; 1 reminder call unanswered"
+
+
+@pytest.mark.parametrize(
+    ("status", "machine", "attempts", "expected"),
+    [
+        pytest.param(
+            CallStatus.COMPLETED, False, 1, (ReminderState.ANSWERED, None), id="answered by a person: done"
+        ),
+        pytest.param(
+            CallStatus.COMPLETED, True, 1, (ReminderState.MACHINE, None), id="answered by a machine: done"
+        ),
+        pytest.param(
+            CallStatus.NO_ANSWER,
+            False,
+            1,
+            (ReminderState.PENDING, T0 + timedelta(hours=2)),
+            id="no answer with tries left: again in two hours",
+        ),
+        pytest.param(
+            CallStatus.BUSY, False, 3, (ReminderState.UNANSWERED, None), id="busy on the last try: unanswered"
+        ),
+        pytest.param(
+            CallStatus.CANCELED, False, 1, (ReminderState.UNANSWERED, None), id="cancelled: not tried again"
+        ),
+    ],
+)
+def test_where_a_reminder_stands_after_its_call(
+    status: CallStatus, machine: bool, attempts: int, expected: tuple[ReminderState, datetime | None]
+) -> None:
+    assert after_call(status, heard_by_machine=machine, attempts=attempts, now=T0) == expected

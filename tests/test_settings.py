@@ -14,7 +14,15 @@ from app.settings import ConfigError, load_settings
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(settings_module, "DEV_SECRETS_FILE", tmp_path / "secrets.json")
-    for name in ("SECRET_KEY", "TWILIO_AUTH_TOKEN", "TWILIO_PHONE_NUMBER", "ENVIRONMENT", "DATABASE_URL"):
+    for name in (
+        "SECRET_KEY",
+        "TWILIO_AUTH_TOKEN",
+        "TWILIO_PHONE_NUMBER",
+        "TWILIO_ACCOUNT_SID",
+        "PUBLIC_BASE_URL",
+        "ENVIRONMENT",
+        "DATABASE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -56,3 +64,48 @@ def test_development_generates_secrets_once_and_keeps_them(tmp_path: Path) -> No
 def test_a_plain_postgres_url_uses_psycopg(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1/test")
     assert load_settings().database_url == "postgresql+psycopg://postgres@127.0.0.1/test"
+
+
+PRODUCTION = {
+    "ENVIRONMENT": "production",
+    "SECRET_KEY": "s" * 48,
+    "TWILIO_ACCOUNT_SID": "AC" + "0123456789abcdef" * 2,
+    "TWILIO_AUTH_TOKEN": "t" * 32,
+    "TWILIO_PHONE_NUMBER": "+18005550100",
+    "PUBLIC_BASE_URL": "https://peerline.example.org",
+}
+
+
+def test_production_starts_with_real_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in PRODUCTION.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().environment == "production"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TWILIO_ACCOUNT_SID", None),
+        ("TWILIO_ACCOUNT_SID", "AC" + "0" * 32),
+        ("TWILIO_ACCOUNT_SID", "ACnot-a-sid"),
+        ("TWILIO_AUTH_TOKEN", None),
+        ("TWILIO_PHONE_NUMBER", None),
+        ("PUBLIC_BASE_URL", "http://peerline.example.org"),
+        ("PUBLIC_BASE_URL", "https://localhost:8000"),
+        ("PUBLIC_BASE_URL", "https://127.0.0.1"),
+    ],
+    ids=lambda v: str(v),
+)
+def test_production_refuses_what_would_only_fail_on_a_live_call(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str | None
+) -> None:
+    for key, setting in PRODUCTION.items():
+        monkeypatch.setenv(key, setting)
+    if value is None:
+        monkeypatch.delenv(name)
+    else:
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert str(error.value).startswith(name + ":")
+    assert "\n" not in str(error.value)

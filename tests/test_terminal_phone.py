@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from app.models import Call
-from app.telephone import Telephone
-from app.terminal_phone import TerminalParty
+from app.simulator.telephone import Telephone
+from app.simulator.terminal_phone import TerminalParty
 from tests.conftest import ANA, Programme
 
 BIN = Path(sys.executable).parent
@@ -34,6 +34,9 @@ def served(tmp_path: Path) -> Iterator[dict[str, str]]:
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path}/live.db",
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        # where the service asks for the partner's leg: `peerline phone` (or `peerline
+        # fake-twilio`) serves the fake Calls API there
+        "TWILIO_API_URL": f"http://127.0.0.1:{_free_port()}",
         "SCHEDULER_ENABLED": "false",
         "PEERLINE_DEV_SECRETS": str(tmp_path / "secrets.json"),
     }
@@ -73,8 +76,8 @@ def served(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def test_a_new_user_calls_their_partner_from_the_terminal(served: dict[str, str], tmp_path: Path) -> None:
-    # caller: (answer nothing until) partner rings -> partner answers, presses 1,
-    # they talk, partner hangs up, 75 seconds; caller presses 1 and leaves a message
+    # the partner's phone rings -> the partner answers, presses 1; they talk, the
+    # partner hangs up, 75 seconds; the caller is told, presses 1 and leaves a message
     keys = "\n".join(["", "1", "", "75", "1", "", ""]) + "\n"
     result = subprocess.run(
         [str(BIN / "peerline"), "phone", "--from", "+16175550101"],
@@ -90,7 +93,9 @@ def test_a_new_user_calls_their_partner_from_the_terminal(served: dict[str, str]
     assert "Hello, Ana" in out
     assert "Do not change any medicine" in out
     assert "Your partner's phone is ringing" in out
-    assert "Your Peerline partner is calling" in out
+    assert "Your partner hears: Your Peerline partner is calling you." in out
+    assert "You hear: I am calling your partner. Please hold." in out
+    assert "You hear: Your partner has hung up." in out
     assert "Your care team will get your message" in out
     assert "6175550102" not in out.replace("-", "").replace(" ", "")
 
@@ -114,7 +119,7 @@ def test_a_new_user_calls_their_partner_from_the_terminal(served: dict[str, str]
 def test_the_terminal_party_turns_typed_lines_into_keys(
     phone: Telephone, programme: Programme, ana_and_bea: tuple[int, int, int]
 ) -> None:
-    lines = iter(["", "2"])  # the partner answers, then presses 2: declined
+    lines = iter(["", "2", "2"])  # the partner answers, then presses 2, and 2 again: declined
     caller_lines = iter(["h"])  # then the caller hangs up at the message offer
     phone.call(
         ANA,
@@ -133,11 +138,12 @@ def test_a_reminder_call_rings_the_terminal_through_the_fake_twilio(
     db = sqlite3.connect(tmp_path / "live.db")
     db.execute("UPDATE pair SET started_at = datetime('now', '-8 days'), next_reminder_at = NULL")
     db.commit()
-    port = _free_port()
-    env = {**served, "TWILIO_API_URL": f"http://127.0.0.1:{port}", "REMINDER_HOURS": "00:00-23:59"}
-    # the person answers the first reminder (Enter), presses 1, Bea's phone rings, she answers and
-    # presses 1, they talk 90 s; then the second reminder rings and goes unanswered (n)
-    keys = "\n".join(["", "1", "", "1", "", "90", "h", "n"]) + "\n"
+    port = int(served["TWILIO_API_URL"].rsplit(":", 1)[1])  # the service places legs here too
+    env = {**served, "REMINDER_HOURS": "00:00-23:59"}
+    # Ana answers her reminder (Enter), presses 1; Bea's phone rings in the same terminal, she
+    # answers and presses 1; they talk 90 s; Bea hangs up, Ana is told and hangs up. The
+    # talk spares Bea her own reminder: the partners are reminded one after the other.
+    keys = "\n".join(["", "1", "", "1", "", "90", "h"]) + "\n"
     fake = subprocess.Popen(
         [str(BIN / "peerline"), "fake-twilio", "--port", str(port)],
         env=env,
@@ -165,16 +171,20 @@ def test_a_reminder_call_rings_the_terminal_through_the_fake_twilio(
             text=True,
             timeout=60,
         )
-        assert "placed 2" in run.stdout, run.stdout + run.stderr
-        deadline = time.monotonic() + 20
+        assert "placed 1" in run.stdout, run.stdout + run.stderr
+        deadline = time.monotonic() + 30
         rows: list[tuple[str, str]] = []
         while time.monotonic() < deadline:
             rows = db.execute("SELECT outcome, kind FROM call ORDER BY id").fetchall()
-            if len(rows) == 2 and all(r[0] != "in_progress" for r in rows):
+            if len(rows) == 1 and all(r[0] != "in_progress" for r in rows):
                 break
             time.sleep(0.2)
     finally:
         fake.terminate()
         out = fake.communicate(timeout=10)[0]
     assert "Peerline is calling" in out and "have not talked in a while" in out
-    assert sorted(rows) == [("contact", "reminder"), ("no_answer", "reminder")]
+    assert "Your partner's phone is ringing" in out
+    assert "Your partner hears: Your Peerline partner is calling you." in out
+    assert rows == [("contact", "reminder")]
+    states = db.execute("SELECT state FROM reminder ORDER BY participant_id").fetchall()
+    assert states == [("answered",), ("cancelled",)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.api import schemas
 from app.crypto import PhoneVault
 from app.models import AttentionFlag, AuditEvent, Call, CareTeamMessage, Pair, Participant, StaffUser
+from app.services import labels
 from ivr.phone import masked
 
 
@@ -41,8 +42,9 @@ def call(c: Call) -> schemas.CallOut:
         id=c.id,
         twilio_call_sid=c.twilio_call_sid,
         pair_id=c.pair_id,
-        kind="reminder" if c.kind == "reminder" else "peer",
+        kind="reminder" if c.kind == "reminder" else "outreach" if c.kind == "outreach" else "peer",
         initiator_id=c.initiator_id,
+        staff_initiator=c.staff_initiator,
         callee_id=c.callee_id,
         started_at=c.started_at,
         accepted_at=c.accepted_at,
@@ -51,6 +53,7 @@ def call(c: Call) -> schemas.CallOut:
         outcome=c.outcome,
         is_contact=c.outcome == "contact",
         notice_version=c.notice_version,
+        label=labels.call_label(c),
     )
 
 
@@ -65,6 +68,7 @@ def message(m: CareTeamMessage, base_path: str = "/api/v1") -> schemas.MessageOu
         recording_url=f"{base_path}/messages/{m.id}/recording",
         handled_at=m.handled_at,
         handled_by=m.handled_by,
+        handled_note=m.handled_note,
     )
 
 
@@ -84,7 +88,13 @@ def attention(f: AttentionFlag, p: Pair | None) -> schemas.AttentionOut:
 
 def audit_event(e: AuditEvent) -> schemas.AuditOut:
     return schemas.AuditOut(
-        id=e.id, at=e.at, actor=e.actor, action=e.action, target=e.target, client_ip=e.client_ip
+        id=e.id,
+        at=e.at,
+        actor=e.actor,
+        action=e.action,
+        target=e.target,
+        client_ip=e.client_ip,
+        count=e.count or 1,
     )
 
 

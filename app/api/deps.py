@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from app.context import Context, ContextDep
 from app.db import SessionDep
 from app.models import StaffUser
-from app.services import audit
+from app.services import audit, staff
+from app.services.audit import Action
 from app.services.staff import Role, TokenMaker
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -40,10 +41,20 @@ class Actor:
     def sees_full_numbers(self) -> bool:
         return self.role >= Role.staff
 
-    def audit(self, db: Session, action: str, target: str | None = None) -> None:
+    def audit(self, db: Session, action: Action, target: str | None = None) -> None:
         audit.record(
             db, actor=self.email, action=action, target=target, client_ip=self.client_ip, at=self.ctx.clock()
         )
+
+
+def signed_in_actor(request: Request, db: Session, ctx: Context, user_id: int, epoch: int) -> Actor | None:
+    """The actor a bearer token or console session names, or None when the account is gone or
+    disabled, or the credential predates a password change or "sign out everywhere".
+
+    The API and the console both find who is asking here, so both refuse the same accounts.
+    """
+    user = staff.active_user(db, user_id, epoch)
+    return Actor(user, Role[user.role], client_ip(request), ctx) if user is not None else None
 
 
 def current_actor(
@@ -55,11 +66,11 @@ def current_actor(
     if not token:
         raise unauthorised
     tokens: TokenMaker = request.app.state.tokens
-    user_id = tokens.read(token, ctx.clock())
-    user = db.get(StaffUser, user_id) if user_id is not None else None
-    if user is None or user.disabled_at is not None:
+    claims = tokens.read(token, ctx.clock())
+    actor = signed_in_actor(request, db, ctx, claims.user_id, claims.epoch) if claims is not None else None
+    if actor is None:
         raise unauthorised
-    return Actor(user, Role[user.role], client_ip(request), ctx)
+    return actor
 
 
 def require(role: Role) -> Callable[[Actor], Actor]:
@@ -74,5 +85,6 @@ def require(role: Role) -> Callable[[Actor], Actor]:
 
 
 NurseActor = Annotated[Actor, Depends(require(Role.nurse))]
+AnyActor = NurseActor  # every role: nurse is the lowest
 StaffActor = Annotated[Actor, Depends(require(Role.staff))]
 AdminActor = Annotated[Actor, Depends(require(Role.admin))]

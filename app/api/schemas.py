@@ -5,9 +5,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ivr.vocab import Language
 
 T = TypeVar("T")
+
+
+class In(BaseModel):
+    """A request body: unknown fields are refused, and so is a NUL character in any text, which
+    PostgreSQL can neither store nor compare (it would be a 500 there and stored on SQLite)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(text, str) and "\x00" in text for text in texts):
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class PageOut(BaseModel, Generic[T]):
@@ -21,23 +38,27 @@ class TokenOut(BaseModel):
     expires_in: int
 
 
-class ParticipantIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PasswordChange(In):
+    current_password: str = Field(min_length=1, max_length=1000)
+    new_password: str = Field(
+        min_length=1, max_length=1000, description="12 to 128 characters, not a common one"
+    )
 
+
+class ParticipantIn(In):
     name: str = Field(min_length=1, max_length=120)
     phone: str = Field(min_length=1, max_length=40)
     timezone: str = Field(min_length=1, max_length=64)
     quiet_hours: str | None = Field(default=None, max_length=11)
-    language: str = Field(default="en", min_length=2, max_length=8)
+    # the one rule (ivr.vocab.Language): anything else is a 422 naming `language` and the codes
+    language: Language = Language.EN
 
 
-class ParticipantPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ParticipantPatch(In):
     name: str | None = Field(default=None, min_length=1, max_length=120)
     timezone: str | None = Field(default=None, min_length=1, max_length=64)
     quiet_hours: str | None = Field(default=None, max_length=11, description="'' clears them")
-    language: str | None = Field(default=None, min_length=2, max_length=8)
+    language: Language | None = None
 
 
 class ParticipantOut(BaseModel):
@@ -53,9 +74,7 @@ class ParticipantOut(BaseModel):
     withdrawn_at: datetime | None
 
 
-class PairIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PairIn(In):
     participant_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=2, max_length=2)
     notes: str = Field(default="", max_length=5000)
 
@@ -74,8 +93,9 @@ class CallOut(BaseModel):
     id: int
     twilio_call_sid: str
     pair_id: int | None
-    kind: Literal["peer", "reminder"]
+    kind: Literal["peer", "reminder", "outreach"]
     initiator_id: int | None
+    staff_initiator: str | None = Field(default=None, description="outreach calls: the staff member")
     callee_id: int | None
     started_at: datetime
     accepted_at: datetime | None
@@ -84,6 +104,7 @@ class CallOut(BaseModel):
     outcome: str
     is_contact: bool
     notice_version: str | None
+    label: str = Field(default="", description="what happened, in words (the console's label)")
 
 
 class MessageOut(BaseModel):
@@ -96,6 +117,11 @@ class MessageOut(BaseModel):
     recording_url: str = Field(description="signed-in users only; streams the recording")
     handled_at: datetime | None
     handled_by: str | None
+    handled_note: str | None = None
+
+
+class MessageHandle(In):
+    note: str = Field(default="", max_length=2000)
 
 
 class AttentionOut(BaseModel):
@@ -110,9 +136,7 @@ class AttentionOut(BaseModel):
     note: str | None
 
 
-class AttentionClear(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AttentionClear(In):
     note: str = Field(default="", max_length=2000)
 
 
@@ -123,19 +147,19 @@ class AuditOut(BaseModel):
     action: str
     target: str | None
     client_ip: str | None
+    count: int = Field(
+        description="how many times it happened: 1, except for failed sign-ins, which are coalesced "
+        "into one event per address, account, reason and minute (`at` is the first of them)"
+    )
 
 
-class UserIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class UserIn(In):
     email: str = Field(min_length=3, max_length=254)
     password: str = Field(min_length=1, max_length=1000)
     role: Literal["nurse", "staff", "admin"]
 
 
-class UserPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class UserPatch(In):
     role: Literal["nurse", "staff", "admin"] | None = None
     disabled: bool | None = None
 
@@ -175,3 +199,32 @@ class ProgrammeStatsOut(BaseModel):
     by_week: list[WeekOut]
     attention: int
     unhandled_messages: int
+
+
+class MeOut(BaseModel):
+    email: str
+    role: Literal["nurse", "staff", "admin"]
+    phone_set: bool
+    phone_last2: str | None
+    digest_hour: int | None = None
+
+
+class MePhoneIn(In):
+    phone: str = Field(max_length=40, description="your own phone; '' removes it")
+
+
+class MePhoneOut(BaseModel):
+    phone: str | None = Field(description="masked: the last two digits")
+    phone_set: bool
+
+
+class DigestIn(In):
+    hour: int | None = Field(default=None, ge=0, le=23)
+
+
+class CallIn(In):
+    quiet_hours_reason: str | None = Field(default=None, max_length=500)
+
+
+class CallStarted(BaseModel):
+    call_id: int

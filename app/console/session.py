@@ -1,21 +1,24 @@
-"""Console sign-in: an encrypted, expiring cookie that slides with use; CSRF tokens bound to it."""
+"""Console sign-in: an encrypted, expiring cookie that slides with use; CSRF tokens bound to it.
+
+The cookie only names a session; whether it still counts is the server's to say
+(app/services/sessions.py): signing out ends it there, whoever holds a copy of the cookie.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
-import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import constant_time, hashes, hmac
 
 from app.crypto import derive_key
+from app.services.sessions import IDLE_TIMEOUT
 
 COOKIE = "peerline_session"
 LOGIN_COOKIE = "peerline_login"
-IDLE_TIMEOUT = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,8 @@ class SessionKeys:
             derive_key(secret_key, "console-csrf-v1"),
         )
 
-    def issue(self, user_id: int, now: datetime, sid: str | None = None) -> tuple[str, ConsoleSession]:
-        session = ConsoleSession(user_id, sid or secrets.token_urlsafe(18))
+    def issue(self, user_id: int, now: datetime, sid: str) -> tuple[str, ConsoleSession]:
+        session = ConsoleSession(user_id, sid)
         payload = json.dumps({"uid": session.user_id, "sid": session.sid}).encode()
         return self.fernet.encrypt_at_time(payload, int(now.timestamp())).decode(), session
 

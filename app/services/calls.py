@@ -1,47 +1,88 @@
-"""Recording what happens on a call: one row per Twilio call, updated only forward."""
+"""Recording what happens on a call: one row per call, updated only forward.
+
+What a call counts as is decided in `ivr.flow` from what is recorded here; a reminder
+call's end and a contact are passed on to `app.services.reminders`, which never calls
+back into this module. Requests to Twilio's REST API that follow from a change come
+back as `Outbound` data, to be made after the commit.
+"""
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
+from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 import ivr.flow as flow
 from app.crypto import PhoneVault
-from app.models import Call, CareTeamMessage, KeyedIdFailure, Pair, Participant, UTCDateTime
+from app.models import (
+    Call,
+    CareTeamMessage,
+    ConferenceEvent,
+    KeyedIdFailure,
+    Pair,
+    Participant,
+    Reminder,
+    UTCDateTime,
+)
 from app.services import reminders
+from app.services.outbound import EndLeg, Outbound, PlacePartnerLeg, RedirectLeg
 from app.services.participants import quiet_hours_of
 from app.services.policy import Policy
 from app.services.upsert import insert_ignore
+from app.twilio.forms import ConferenceCallback, Recording, StatusCallback
+from ivr.vocab import (
+    TERMINAL,
+    AnsweredBy,
+    CallKind,
+    CallStatus,
+    EndReason,
+    Leg,
+    Outcome,
+    ParticipantStatus,
+    Place,
+    ReminderState,
+    StepName,
+)
 
-LOCKOUT_FAILURES = 6
-MACHINE = "answering machine"
-LOCKOUT_WINDOW = timedelta(hours=1)
+log = logging.getLogger(__name__)
 
-_RANK = {"queued": 0, "initiated": 1, "ringing": 2, "in-progress": 3, "answered": 3}
-TERMINAL = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
-MISSED = (flow.Outcome.NO_ANSWER, flow.Outcome.BUSY, flow.Outcome.DECLINED, flow.Outcome.QUIET_HOURS)
+# A call whose final status never came must not make its people "busy" for ever.
+LIVE_AT_MOST = timedelta(hours=3)
+# what the app tells a leg that means the call is over for it: told at most once
+FINAL_TELLS = (StepName.PARTNER_GONE, StepName.PARTNER_UNREACHED)
 
 
-def _rank(status: str | None) -> int:
-    if status is None:
-        return -1
-    return 4 if status in TERMINAL else _RANK.get(status, -1)
+def _rank(status: CallStatus | None) -> int:
+    return -1 if status is None else status.rank
+
+
+def new_room() -> str:
+    """An opaque room name: nothing in it says who is in the room."""
+    return "room-" + secrets.token_hex(12)
 
 
 def open_call(
-    db: Session, sid: str, *, now: datetime, kind: str = "peer", caller_index: str | None = None
+    db: Session,
+    sid: str,
+    *,
+    now: datetime,
+    kind: CallKind = CallKind.PEER,
+    caller_index: str | None = None,
 ) -> Call:
     """The call's row, created on first sight; a repeated webhook finds the same row."""
-    values = {
+    values: dict[str, Any] = {
         "twilio_call_sid": sid,
         "kind": kind,
         "started_at": now,
-        "outcome": "in_progress",
+        "outcome": Outcome.IN_PROGRESS,
         "id_tries": 0,
+        "caller_stepped_out": 0,
+        "partner_stepped_out": 0,
     }
     if caller_index is not None:
         values["caller_index"] = caller_index
@@ -55,68 +96,138 @@ def find_call(db: Session, sid: str) -> Call | None:
     return db.scalar(_FIND_CALL, {"sid": sid})
 
 
+def find_by_room(db: Session, room: str) -> Call | None:
+    return db.scalar(_FIND_ROOM, {"room": room})
+
+
+def leg_of(call: Call, sid: str | None) -> Leg | None:
+    """Which leg of this call a request comes from; the partner's SID is learnt on first sight."""
+    if sid is None:
+        return None
+    if sid == call.twilio_call_sid:
+        return Leg.CALLER
+    if call.partner_call_sid is None:
+        call.partner_call_sid = sid
+    return Leg.PARTNER if sid == call.partner_call_sid else None
+
+
+def bridge_facts(call: Call) -> flow.Bridge:
+    return flow.Bridge(
+        room=call.room or "",
+        accepted=call.accepted_at is not None,
+        caller_status=call.status,
+        caller_place=call.caller_place,
+        partner_status=call.partner_status,
+        partner_place=call.partner_place,
+        partner_placed=call.partner_call_sid is not None,
+    )
+
+
 # ---------------------------------------------------------------- facts for ivr
 
 
 def caller_facts(
-    db: Session, vault: PhoneVault, person: Participant, *, exclude_call_id: int | None = None
+    db: Session,
+    vault: PhoneVault,
+    person: Participant,
+    *,
+    now: datetime,
+    exclude_call_id: int | None = None,
 ) -> flow.Caller:
     me = flow.Person(person.id, person.name, person.timezone, quiet_hours_of(person))
-    if person.status != "active" or person.active_pair_id is None:
+    if person.status != ParticipantStatus.ACTIVE or person.active_pair_id is None:
         return flow.Caller(me)
     pair = db.get(Pair, person.active_pair_id)
     if pair is None or pair.ended_at is not None:
         return flow.Caller(me)
     other = db.get(Participant, pair.partner_of(person.id))
-    phone = vault.decrypt(other.phone_ciphertext) if other and other.phone_ciphertext else None
-    if other is None or other.status != "active" or phone is None:
+    if other is None or other.status != ParticipantStatus.ACTIVE or other.phone_ciphertext is None:
         return flow.Caller(me, pair.id)
-    partner = flow.Partner(other.id, other.name, other.timezone, quiet_hours_of(other), phone=phone)
-    return flow.Caller(me, pair.id, partner, _missed(db, pair, person.id, other.id, exclude_call_id))
+    partner = flow.Partner(
+        other.id,
+        other.name,
+        other.timezone,
+        quiet_hours_of(other),
+        on_call=on_live_call(db, other.id, now=now, exclude_call_id=exclude_call_id),
+    )
+    return flow.Caller(me, pair.id, partner, _missed(db, pair, person.id, other.id))
 
 
 # Built once: on the hot path of every inbound call, building the statement costs more
 # than running it.
-_MY_LAST_CALL = (
-    select(func.max(Call.started_at))
-    .where(
-        Call.pair_id == bindparam("pair"),
-        Call.initiator_id == bindparam("me"),
-        Call.id != bindparam("exclude"),
-    )
-    .scalar_subquery()
-)
 _MISSED_SINCE = select(func.count(Call.id)).where(
     Call.pair_id == bindparam("pair"),
     Call.initiator_id == bindparam("partner"),
     Call.callee_id == bindparam("me"),
-    Call.outcome.in_([str(o) for o in MISSED]),
+    Call.outcome.in_(flow.MISSED),
     Call.started_at >= bindparam("since", type_=UTCDateTime()),
-    Call.started_at >= func.coalesce(_MY_LAST_CALL, bindparam("since", type_=UTCDateTime())),
 )
+_LIVE_CALL = select(Call.id).where(
+    Call.started_at >= bindparam("after", type_=UTCDateTime()),
+    Call.ended_at.is_(None),
+    Call.id != bindparam("exclude"),
+    or_(
+        # their own call in, or a reminder to them
+        Call.initiator_id == bindparam("person"),
+        # or they are being rung for someone else's call, or talking in its room
+        and_(
+            Call.callee_id == bindparam("person"),
+            Call.room.is_not(None),
+            Call.outcome == Outcome.IN_PROGRESS,
+            or_(Call.partner_status.is_(None), Call.partner_status.not_in(list(TERMINAL))),
+        ),
+    ),
+)
+_REMINDER_PLACING = select(Reminder.id).where(
+    Reminder.participant_id == bindparam("person"), Reminder.state == ReminderState.PLACING
+)
+# one round trip on the hot path of every call
+_ON_A_CALL = select(or_(_LIVE_CALL.exists(), _REMINDER_PLACING.exists()))
 _FIND_CALL = select(Call).where(Call.twilio_call_sid == bindparam("sid")).with_for_update()
+_FIND_ROOM = select(Call).where(Call.room == bindparam("room")).with_for_update()
 _FAILURES = select(func.count(KeyedIdFailure.id)).where(
     KeyedIdFailure.caller_index == bindparam("caller"),
     KeyedIdFailure.at > bindparam("after", type_=UTCDateTime()),
 )
+_EVENTS = select(ConferenceEvent).where(ConferenceEvent.call_id == bindparam("call"))
 
 
-def _missed(db: Session, pair: Pair, me: int, partner: int, exclude: int | None) -> int:
-    """Partner's attempts since we last talked or since I last called: they are told next time."""
+def _missed(db: Session, pair: Pair, me: int, partner: int) -> int:
+    """The partner's calls that did not reach me since we last talked: I am told next time."""
     since = max(t for t in (pair.started_at, pair.last_contact_at) if t is not None)
-    params = {"pair": pair.id, "me": me, "partner": partner, "exclude": exclude or -1, "since": since}
+    params = {"pair": pair.id, "me": me, "partner": partner, "since": since}
     return db.scalar(_MISSED_SINCE, params) or 0
 
 
+def on_live_call(db: Session, person_id: int, *, now: datetime, exclude_call_id: int | None = None) -> bool:
+    """On a live Peerline call: their own, a reminder being placed or answered, or another room."""
+    params = {"person": person_id, "after": now - LIVE_AT_MOST, "exclude": exclude_call_id or -1}
+    return bool(db.scalar(_ON_A_CALL, params))
+
+
 def is_locked_out(db: Session, caller_index: str, now: datetime) -> bool:
-    failures = db.scalar(_FAILURES, {"caller": caller_index, "after": now - LOCKOUT_WINDOW})
-    return (failures or 0) >= LOCKOUT_FAILURES
+    failures = db.scalar(_FAILURES, {"caller": caller_index, "after": now - flow.LOCKOUT_WINDOW})
+    return flow.is_locked_out(failures or 0)
 
 
 # ---------------------------------------------------------------- effects
 
 
-def record(db: Session, call: Call, effects: Iterable[flow.Effect], *, now: datetime, policy: Policy) -> None:
+def record(
+    db: Session,
+    call: Call,
+    effects: Iterable[flow.Effect],
+    *,
+    now: datetime,
+    policy: Policy,
+    recount: bool = False,
+) -> list[Outbound]:
+    """Write a step's effects on the call; return the REST requests they ask for.
+
+    A step's effects never change the room's joins and leaves, so the talk time kept
+    stands; a callback that does change them asks to `recount`.
+    """
+    outbound: list[Outbound] = []
     for effect in effects:
         match effect:
             case flow.Identified(participant_id, pair_id):
@@ -133,154 +244,230 @@ def record(db: Session, call: Call, effects: Iterable[flow.Effect], *, now: date
                 )
             case flow.PartnerInQuietHours(partner_id):
                 call.callee_id = partner_id
-                call.outcome = flow.Outcome.QUIET_HOURS
+                call.outcome = Outcome.QUIET_HOURS
                 call.duration_seconds = 0
-            case flow.BridgeStarted(partner_id):
+            case flow.PartnerOnAnotherCall(partner_id):
+                call.callee_id = partner_id
+                call.outcome, call.end_reason = Outcome.BUSY, EndReason.PARTNER_ON_ANOTHER_CALL
+                call.duration_seconds = 0
+            case flow.BridgeStarted(partner_id, room):
                 call.callee_id = partner_id
                 call.bridged_at = call.bridged_at or now
+                call.room = call.room or room
+                call.talk_seconds = call.talk_seconds or 0  # nobody can be in the room yet
+                call.caller_place = call.caller_place or Place.ROOM
+            case flow.RingPartner(partner_id, room):
+                # once per call: a repeated webhook finds the leg already asked for
+                if call.partner_call_sid is None and call.partner_status is None:
+                    call.partner_status = CallStatus.QUEUED
+                    outbound.append(PlacePartnerLeg(call.id, partner_id, call.room or room))
             case flow.PartnerAccepted(at):
                 call.accepted_at = call.accepted_at or at
-            case flow.DialFinished(status, seconds):
-                call.dial_status = call.dial_status or status
-                if seconds is not None:
-                    call.dial_seconds = max(seconds, call.dial_seconds or 0)
-            case flow.MachineAnswered():
-                call.end_reason = MACHINE
-    refresh_outcome(db, call, policy, now=now)
+            case flow.Moved(leg, place):
+                _set_place(call, leg, place)
+            case flow.SteppedOut(leg):
+                if leg == Leg.CALLER:
+                    call.caller_stepped_out += 1
+                else:
+                    call.partner_stepped_out += 1
+            case flow.Tell(leg, step):
+                sid = _sid(call, leg)
+                if sid is not None and call.room is not None:
+                    if step in FINAL_TELLS:
+                        _set_place(call, leg, Place.DONE)
+                    outbound.append(RedirectLeg(sid, step, call.room))
+            case flow.HangUp(leg):
+                sid = _sid(call, leg)
+                if sid is not None:
+                    outbound.append(EndLeg(sid))
+            case flow.MachineAnswered(leg, answered_by):
+                if leg == Leg.CALLER:
+                    call.end_reason = EndReason.ANSWERING_MACHINE
+                else:
+                    call.partner_answered_by = call.partner_answered_by or answered_by or _MACHINE
+    refresh_outcome(db, call, policy, now=now, recount=recount)
+    return outbound
 
 
-def refresh_outcome(db: Session, call: Call, policy: Policy, *, now: datetime) -> None:
+_MACHINE = AnsweredBy.MACHINE_START
+
+
+def _sid(call: Call, leg: Leg) -> str | None:
+    return call.twilio_call_sid if leg == Leg.CALLER else call.partner_call_sid
+
+
+def _set_place(call: Call, leg: Leg, place: Place) -> None:
+    if leg == Leg.CALLER:
+        call.caller_place = place
+    else:
+        call.partner_place = place
+
+
+def refresh_outcome(db: Session, call: Call, policy: Policy, *, now: datetime, recount: bool = True) -> None:
     """Recompute what the call counts as from everything known so far.
 
-    Inputs only ever grow (durations take the maximum, statuses move forward), so
-    callbacks in any order or repeated converge on the same answer.
+    Inputs only ever grow (statuses move forward, conference callbacks are kept, never
+    changed), and talk time is computed afresh from all of them, so callbacks in any
+    order, or repeated, converge on the same answer.
     """
-    if call.outcome == flow.Outcome.QUIET_HOURS:
-        return
-    if call.bridged_at is None:
-        if call.status in TERMINAL and call.outcome == flow.Outcome.IN_PROGRESS:
-            _close_unbridged(call)
-        if call.kind == "reminder" and call.status in TERMINAL:
-            reminders.reminder_call_ended(db, call, now=now, policy=policy)
-        return
-    known = [s for s in (call.dial_seconds, call.partner_seconds) if s is not None]
-    partner_done = call.partner_status in TERMINAL
-    talk = max(known) if known and (call.dial_status or partner_done) else None
-    status = call.dial_status or (call.partner_status if partner_done else None)
-    if call.accepted_at is not None and talk is None and call.status in TERMINAL:
-        talk = max(known, default=0)
-    outcome = flow.classify(
+    ended = call.status is not None and call.status.is_terminal
+    if call.outcome == Outcome.QUIET_HOURS or call.end_reason == EndReason.PARTNER_ON_ANOTHER_CALL:
+        pass  # decided when the caller was told; nobody was rung
+    elif call.bridged_at is None:
+        if call.status is not None and ended and call.outcome == Outcome.IN_PROGRESS:
+            unbridged = flow.unbridged_ending(
+                call.kind, call.status, heard_by_machine=call.end_reason == EndReason.ANSWERING_MACHINE
+            )
+            call.outcome, call.duration_seconds = unbridged.outcome, unbridged.duration_seconds
+            call.end_reason = unbridged.end_reason or call.end_reason
+    else:
+        _refresh_bridged(db, call, policy, recount=recount)
+    if call.kind == CallKind.REMINDER and ended:
+        reminders.reminder_call_ended(db, call, now=now)
+
+
+def _refresh_bridged(db: Session, call: Call, policy: Policy, *, recount: bool) -> None:
+    if recount or call.talk_seconds is None:
+        changes = [
+            flow.RoomChange(e.event, e.conference_sid, e.participant_sid or None, e.at, e.sequence_number)
+            for e in db.scalars(_EVENTS, {"call": call.id})
+        ]
+        call.talk_seconds = flow.talk_time(
+            changes,
+            caller_sid=call.twilio_call_sid,
+            partner_sid=call.partner_call_sid,
+            caller_ended_at=call.ended_at,
+            partner_ended_at=call.partner_ended_at,
+        )
+    talk = call.talk_seconds
+    bridged = flow.BridgedCall(
         accepted=call.accepted_at is not None,
+        caller_status=call.status,
+        partner_status=call.partner_status,
+        machine=call.partner_answered_by is not None and call.partner_answered_by.is_machine,
         talk_seconds=talk,
-        dial_status=status,
-        min_contact_seconds=policy.min_contact_seconds,
     )
-    if call.kind == "reminder" and call.status in TERMINAL:
-        reminders.reminder_call_ended(db, call, now=now, policy=policy)
-    if outcome == flow.Outcome.IN_PROGRESS:
+    ending = flow.bridged_ending(bridged, min_contact_seconds=policy.min_contact_seconds)
+    if ending is None:
         return
-    call.outcome = outcome
-    call.duration_seconds = talk if call.accepted_at is not None else 0
-    if outcome == flow.Outcome.CONTACT and call.pair_id is not None:
+    call.outcome, call.duration_seconds = ending.outcome, ending.duration_seconds
+    call.end_reason = call.end_reason or ending.end_reason
+    if ending.outcome == Outcome.CONTACT and call.pair_id is not None and call.accepted_at is not None:
         pair = db.get(Pair, call.pair_id)
-        if (
-            pair is not None
-            and call.accepted_at is not None
-            and (pair.last_contact_at is None or pair.last_contact_at < call.accepted_at)
-        ):
+        if pair is not None and (pair.last_contact_at is None or pair.last_contact_at < call.accepted_at):
             reminders.contact_made(db, pair, call.accepted_at, policy=policy)
-
-
-def _close_unbridged(call: Call) -> None:
-    """A call that ended before any partner was dialled."""
-    call.duration_seconds = 0
-    if call.kind != "reminder":
-        call.outcome = flow.Outcome.FAILED
-        call.end_reason = "ended before the partner was dialled"
-        return
-    # a reminder call: how the reminded person's own phone answered
-    match call.status:
-        case "busy":
-            call.outcome = flow.Outcome.BUSY
-        case "failed":
-            call.outcome = flow.Outcome.FAILED
-        case "completed" if call.end_reason != MACHINE:
-            call.outcome = flow.Outcome.DECLINED
-            call.end_reason = "heard the reminder; did not ask to be connected"
-        case _:
-            call.outcome = flow.Outcome.NO_ANSWER
 
 
 # ---------------------------------------------------------------- callbacks
 
 
-def callback_time(form: dict[str, str], now: datetime) -> datetime:
-    try:
-        stamp = parsedate_to_datetime(form.get("Timestamp", ""))
-    except (TypeError, ValueError, IndexError):
-        return now
-    return stamp if stamp.tzinfo is not None else now
-
-
-def to_int(text: str | None) -> int | None:
-    try:
-        value = int((text or "").strip())
-    except ValueError:
-        return None
-    return value if value >= 0 else None
-
-
-def apply_status(db: Session, form: dict[str, str], *, now: datetime, policy: Policy) -> None:
-    sid = form.get("CallSid", "").strip()
-    status = form.get("CallStatus", "").strip().lower()
-    if not sid or _rank(status) < 0:
-        return
-    parent_sid = form.get("ParentCallSid", "").strip()
-    at = callback_time(form, now)
-    seconds = to_int(form.get("CallDuration"))
-    if parent_sid:
-        call = open_call(db, parent_sid, now=now)
-        call.partner_call_sid = call.partner_call_sid or sid
-        if call.partner_call_sid != sid:
-            return  # a leg we did not place for this call
-        if _rank(status) > _rank(call.partner_status):
-            call.partner_status = status
-        if seconds is not None and status in TERMINAL:
-            call.partner_seconds = max(seconds, call.partner_seconds or 0)
+def apply_status(db: Session, callback: StatusCallback, *, now: datetime, policy: Policy) -> list[Outbound]:
+    """A leg's status changed. When a leg of a bridged call ends, the other is told."""
+    sid, status = callback.call_sid, callback.call_status
+    if sid is None or status is None:
+        return []
+    at = callback.timestamp or now
+    seconds = callback.call_duration
+    call: Call | None
+    if callback.room is not None:
+        call = find_by_room(db, callback.room)
+        if call is None:
+            log.info("status callback for a room no call has")
+            return []
+        leg = leg_of(call, sid)
+        if leg is None:
+            return []  # a leg we did not place for this call
+    elif callback.parent_call_sid is not None:
+        # a leg dialled with <Dial><Number> (the nurse line, or a call from before the rooms)
+        call = find_call(db, callback.parent_call_sid)
+        if call is None:
+            return []
+        if status.is_terminal and seconds is not None:
+            call.dial_seconds = max(seconds, call.dial_seconds or 0)
+        return []
     else:
         call = open_call(db, sid, now=now)
-        sequence = to_int(form.get("SequenceNumber"))
-        if _rank(status) > _rank(call.status):
-            call.status = status
-            call.status_sequence = sequence
-            if status in ("in-progress", "answered"):
-                call.answered_at = call.answered_at or at
-            if status in TERMINAL:
-                call.ended_at = call.ended_at or at
+        leg = Leg.CALLER
+    was_live = flow.Bridge(
+        call.room or "", caller_status=call.status, partner_status=call.partner_status
+    ).live(leg)
+    if leg == Leg.PARTNER:
+        if status.rank > _rank(call.partner_status):
+            call.partner_status = status
+            if status.is_terminal:
+                call.partner_ended_at = call.partner_ended_at or at
+        if seconds is not None and status.is_terminal:
+            call.partner_seconds = max(seconds, call.partner_seconds or 0)
+    elif status.rank > _rank(call.status):
+        call.status = status
+        call.status_sequence = callback.sequence_number
+        if status in (CallStatus.IN_PROGRESS, CallStatus.ANSWERED):
+            call.answered_at = call.answered_at or at
+        if status.is_terminal:
+            call.ended_at = call.ended_at or at
+    outbound: list[Outbound] = []
+    if was_live and status.is_terminal and call.room is not None:
+        # a leg's end closes its stretches in the room: the talk time is counted again
+        effects = flow.leg_ended(leg, bridge_facts(call))
+        outbound = record(db, call, effects, now=now, policy=policy, recount=True)
+    else:
+        refresh_outcome(db, call, policy, now=now)
+    return outbound
+
+
+def apply_conference(db: Session, callback: ConferenceCallback, *, now: datetime, policy: Policy) -> None:
+    """Keep a conference callback as it came (once), then recount the talk time."""
+    if callback.room is None or callback.event is None:
+        return
+    call = find_by_room(db, callback.room)
+    if call is None:
+        log.info("conference callback for a room no call has")
+        return
+    insert_ignore(
+        db,
+        ConferenceEvent,
+        {
+            "call_id": call.id,
+            "conference_sid": callback.conference_sid or "",
+            "participant_sid": callback.call_sid or "",
+            "event": callback.event,
+            "at": callback.timestamp or now,
+            "sequence_number": callback.sequence_number,
+            "received_at": now,
+        },
+        ["call_id", "conference_sid", "participant_sid", "event", "at"],
+    )
     refresh_outcome(db, call, policy, now=now)
 
 
-def record_message(db: Session, form: dict[str, str], *, now: datetime) -> None:
-    recording_sid = form.get("RecordingSid", "").strip()
-    if not recording_sid or form.get("RecordingStatus", "completed") not in ("completed", ""):
+def record_message(db: Session, recording: Recording | None, *, now: datetime) -> None:
+    """A care-team message exists once its recording is complete; repeats change nothing."""
+    if recording is None or not recording.completed:
         return
-    duration = to_int(form.get("RecordingDuration"))
-    call = find_call(db, form.get("CallSid", "").strip())
+    call = find_call(db, recording.call_sid) if recording.call_sid else None
+    participant_id = call.initiator_id if call else None
+    if call is None and recording.call_sid is not None:
+        # the partner's leg left it: that leg's call is found by its SID
+        call = db.scalar(select(Call).where(Call.partner_call_sid == recording.call_sid))
+        participant_id = call.callee_id if call else None
+    duration = recording.duration_seconds
     insert_ignore(
         db,
         CareTeamMessage,
         {
-            "recording_sid": recording_sid,
-            "participant_id": call.initiator_id if call else None,
+            "recording_sid": recording.recording_sid,
+            "participant_id": participant_id,
             "call_id": call.id if call else None,
-            "recording_url": form.get("RecordingUrl") or None,
+            "recording_url": recording.url,
             "duration_seconds": duration,
             "received_at": now,
         },
         ["recording_sid"],
     )
-    message = db.scalar(select(CareTeamMessage).where(CareTeamMessage.recording_sid == recording_sid))
+    message = db.scalar(
+        select(CareTeamMessage).where(CareTeamMessage.recording_sid == recording.recording_sid)
+    )
     if message is not None:
-        message.recording_url = message.recording_url or form.get("RecordingUrl") or None
+        message.recording_url = message.recording_url or recording.url
         if duration is not None:
             message.duration_seconds = max(duration, message.duration_seconds or 0)

@@ -5,26 +5,53 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, bindparam, select, update
+from sqlalchemy import CursorResult, bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.crypto import PhoneVault
 from app.models import Pair, Participant
-from app.services.errors import Conflict, Invalid, NotFound
+from app.services.errors import Conflict, Invalid, found
 from ivr.phone import InvalidPhoneNumber, normalise
 from ivr.quiet_hours import InvalidQuietHours, InvalidTimeZone, QuietHours, zone
+from ivr.vocab import UnsupportedLanguage, language_of
+
+# the languages prompts exist in (the participant form offers these)
+NAME_LENGTH = 120  # participant.name is VARCHAR(120): longer is refused, never cut or left to fail
+
+
+def name_problem(name: str) -> Invalid | None:
+    if "\x00" in name:
+        # PostgreSQL cannot store NUL in text; no name has one
+        return Invalid("name: must not contain NUL characters")
+    if not name.strip():
+        return Invalid("name: must not be empty")
+    if len(name.strip()) > NAME_LENGTH:
+        return Invalid(f"name: at most {NAME_LENGTH} characters")
+    return None
+
+
+def language_problem(language: str) -> Invalid | None:
+    try:
+        checked_language(language)
+    except Invalid as problem:
+        return problem
+    return None
 
 
 def enrolment_problems(
-    *, name: str, phone: str, timezone: str, quiet_hours: str | None, region: str = "US"
+    *,
+    name: str,
+    phone: str,
+    timezone: str,
+    quiet_hours: str | None,
+    region: str = "US",
+    language: str = "en",
 ) -> list[Invalid]:
     """Every field that is wrong, not only the first, so a form can say them all at once."""
     problems: list[Invalid] = []
-    if not name.strip():
-        problems.append(Invalid("name: must not be empty"))
-    elif len(name.strip()) > 120:
-        problems.append(Invalid("name: at most 120 characters"))
+    if (problem := name_problem(name)) is not None:
+        problems.append(problem)
     try:
         normalise(phone, region)
     except InvalidPhoneNumber as exc:
@@ -38,6 +65,8 @@ def enrolment_problems(
             QuietHours.parse(quiet_hours)
         except InvalidQuietHours as exc:
             problems.append(Invalid(f"quiet_hours: {exc}"))
+    if (problem := language_problem(language)) is not None:
+        problems.append(problem)
     return problems
 
 
@@ -54,15 +83,18 @@ def enrol(
     now: datetime,
 ) -> Participant:
     problems = enrolment_problems(
-        name=name, phone=phone, timezone=timezone, quiet_hours=quiet_hours, region=region
+        name=name, phone=phone, timezone=timezone, quiet_hours=quiet_hours, region=region, language=language
     )
     if problems:
         raise problems[0]
+    language = checked_language(language)
     name = name.strip()
     e164 = normalise(phone, region)
     quiet = str(QuietHours.parse(quiet_hours)) if quiet_hours else None
     index = vault.blind_index(e164)
-    if db.scalar(select(Participant.id).where(Participant.phone_index == index)) is not None:
+    # during a key rotation the number may still be stored under the previous key's index
+    taken = select(Participant.id).where(Participant.phone_index.in_(vault.blind_indexes(e164)))
+    if db.scalar(taken) is not None:
         raise Conflict("phone: this number is already enrolled")
     participant = Participant(
         name=name,
@@ -94,20 +126,18 @@ def quiet_hours_of(person: Participant) -> QuietHours | None:
 
 
 def get(db: Session, participant_id: int) -> Participant:
-    participant = db.get(Participant, participant_id)
-    if participant is None:
-        raise NotFound(f"participant {participant_id} does not exist")
-    return participant
+    return found(db.get(Participant, participant_id), f"participant {participant_id}")
 
 
-_BY_INDEX = select(Participant).where(Participant.phone_index == bindparam("index"))
+# every index the number may be stored under: during a key rotation, the new and the old key's
+_BY_INDEX = select(Participant).where(Participant.phone_index.in_(bindparam("indexes", expanding=True)))
 
 
 def find_by_phone(db: Session, vault: PhoneVault, e164: str) -> Participant | None:
-    return db.scalar(_BY_INDEX, {"index": vault.blind_index(e164)})
+    return db.scalar(_BY_INDEX, {"indexes": vault.blind_indexes(e164)})
 
 
-def make_pair(db: Session, a_id: int, b_id: int, *, now: datetime) -> Pair:
+def make_pair(db: Session, a_id: int, b_id: int, *, now: datetime, notes: str = "") -> Pair:
     if a_id == b_id:
         raise Invalid("participant_ids: a participant cannot be paired with themselves")
     people = [get(db, a_id), get(db, b_id)]
@@ -116,7 +146,7 @@ def make_pair(db: Session, a_id: int, b_id: int, *, now: datetime) -> Pair:
             raise Conflict(f"participant {person.id} is withdrawn")
         if person.active_pair_id is not None:
             raise Conflict(f"participant {person.id} is already in pair {person.active_pair_id}")
-    pair = Pair(participant_a_id=a_id, participant_b_id=b_id, started_at=now, notes="")
+    pair = Pair(participant_a_id=a_id, participant_b_id=b_id, started_at=now, notes=notes)
     db.add(pair)
     db.flush()
     # conditional update: only one of two concurrent pairings can claim a participant
@@ -176,8 +206,8 @@ def update_details(
     if person.status != "active":
         raise Conflict(f"participant {person.id} is withdrawn")
     if name is not None:
-        if not name.strip():
-            raise Invalid("name: must not be empty")
+        if (problem := name_problem(name)) is not None:
+            raise problem
         person.name = name.strip()
     if timezone is not None:
         try:
@@ -194,18 +224,58 @@ def update_details(
             except InvalidQuietHours as exc:
                 raise Invalid(f"quiet_hours: {exc}") from None
     if language is not None:
-        person.language = language
+        person.language = checked_language(language)
     return person
 
 
-def remove(db: Session, person: Participant, *, now: datetime) -> Participant:
-    """Removal on request: erase the number and its blind index, end the pair, cancel reminders.
+def checked_language(code: str) -> str:
+    """The one check of a participant's language, whoever asks (API, console, CLI): only a
+    language every prompt is written in, else a refusal naming the supported codes."""
+    try:
+        return language_of(code).value
+    except UnsupportedLanguage as exc:
+        raise Invalid(f"language: {exc}") from None
 
-    The participant's de-identified call metadata stays, so programme figures stay true;
-    the number becomes unknown when it calls, and can be enrolled again as a new person.
+
+def remove(db: Session, vault: PhoneVault, person: Participant, *, now: datetime) -> Participant:
+    """Removal on request: erase the number and everything derived from it, end the pair,
+    cancel reminders.
+
+    Erased: the ciphertext and the blind index on the participant; the caller-ID index on every
+    call that carries her number's index, or that she made or received (a call she made from
+    another phone carries that phone's index, which would tie her history to it); every
+    keyed-ID failure under her number's index or on one of her calls. Without these, anyone
+    holding SECRET_KEY could compute the index of her number and find her call history again.
+    Kept: the participant row (name or alias, withdrawn, no number) and the de-identified call
+    metadata (when, how long, how it ended), so programme figures stay true. Her number is then
+    an unknown caller like any other, and can be enrolled again as a new person.
     """
-    from app.models import Reminder
+    from app.models import Call, KeyedIdFailure, Reminder
 
+    indexes = {person.phone_index} if person.phone_index else set()
+    number = vault.decrypt(person.phone_ciphertext) if person.phone_ciphertext else None
+    if number is not None:
+        # the index under every key in use, besides the stored one: a rotation may be under way
+        indexes.update(vault.blind_indexes(number))
+    her_calls = or_(Call.initiator_id == person.id, Call.callee_id == person.id)
+    if indexes:
+        db.execute(
+            delete(KeyedIdFailure)
+            .where(KeyedIdFailure.caller_index.in_(indexes))
+            .execution_options(synchronize_session=False)
+        )
+    db.execute(
+        delete(KeyedIdFailure)
+        .where(KeyedIdFailure.call_sid.in_(select(Call.twilio_call_sid).where(her_calls)))
+        .execution_options(synchronize_session=False)
+    )
+    db.execute(
+        update(Call)
+        .where(or_(her_calls, Call.caller_index.in_(indexes)) if indexes else her_calls)
+        .where(Call.caller_index.is_not(None))
+        .values(caller_index=None)
+        .execution_options(synchronize_session="fetch")
+    )
     if person.active_pair_id is not None:
         pair = db.get(Pair, person.active_pair_id)
         if pair is not None:
@@ -226,7 +296,4 @@ def remove(db: Session, person: Participant, *, now: datetime) -> Participant:
 
 
 def get_pair(db: Session, pair_id: int) -> Pair:
-    pair = db.get(Pair, pair_id)
-    if pair is None:
-        raise NotFound(f"pair {pair_id} does not exist")
-    return pair
+    return found(db.get(Pair, pair_id), f"pair {pair_id}")

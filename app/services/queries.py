@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -53,8 +53,15 @@ def participants(
 
 
 def pairs(
-    db: Session, *, active: bool | None, participant_id: int | None, after: tuple[Any, ...] | None, limit: int
+    db: Session,
+    *,
+    active: bool | None,
+    participant_id: int | None,
+    name: str | None = None,
+    after: tuple[Any, ...] | None,
+    limit: int,
 ) -> Found[Pair]:
+    """Pairs, newest first; `name` keeps those with a partner whose name contains it."""
     stmt = select(Pair)
     if active is True:
         stmt = stmt.where(Pair.ended_at.is_(None))
@@ -64,6 +71,9 @@ def pairs(
         stmt = stmt.where(
             or_(Pair.participant_a_id == participant_id, Pair.participant_b_id == participant_id)
         )
+    if name:
+        matching = select(Participant.id).where(Participant.name.ilike(f"%{name}%"))
+        stmt = stmt.where(or_(Pair.participant_a_id.in_(matching), Pair.participant_b_id.in_(matching)))
     return keyset(db, stmt, [Pair.id], after, limit)
 
 
@@ -147,3 +157,40 @@ def audit_events(
 
 def users(db: Session, *, after: tuple[Any, ...] | None, limit: int) -> Found[StaffUser]:
     return keyset(db, select(StaffUser), [StaffUser.id], after, limit)
+
+
+# ---------------------------------------------------------------- whole lists and look-ups by id
+
+
+def pairs_by_id(db: Session, ids: Iterable[int]) -> dict[int, Pair]:
+    """The pairs these ids name, in one query (a page of flags or calls names many)."""
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    return {p.id: p for p in db.scalars(select(Pair).where(Pair.id.in_(wanted)))}
+
+
+def participants_by_id(db: Session, ids: Iterable[int]) -> dict[int, Participant]:
+    """The participants these ids name, in one query."""
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    return {p.id: p for p in db.scalars(select(Participant).where(Participant.id.in_(wanted)))}
+
+
+def all_participants(db: Session) -> list[Participant]:
+    """Every participant, oldest first: the operator's roster at the command line."""
+    return list(db.scalars(select(Participant).order_by(Participant.id)))
+
+
+def all_pairs(db: Session, *, active_only: bool = False) -> list[Pair]:
+    """Every pair (or every active one), oldest first."""
+    stmt = select(Pair).order_by(Pair.id)
+    if active_only:
+        stmt = stmt.where(Pair.ended_at.is_(None))
+    return list(db.scalars(stmt))
+
+
+def all_users(db: Session) -> list[StaffUser]:
+    """Every staff account, by email: a programme has tens of staff, not thousands."""
+    return list(db.scalars(select(StaffUser).order_by(StaffUser.email)))

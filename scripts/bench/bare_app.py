@@ -12,9 +12,9 @@ _LINE = flow.Line(flow.Urls("http://127.0.0.1"), "+18005550100", datetime.now(UT
 _CALLER = flow.Caller(
     flow.Person(1, "Ana", "America/New_York"),
     1,
-    flow.Partner(2, "Bea", "America/Chicago", phone="+16175550102"),
+    flow.Partner(2, "Bea", "America/Chicago"),
 )
-TWIML = str(flow.inbound(_CALLER, _LINE))
+TWIML = str(flow.inbound(_CALLER, _LINE, room="room-" + "0" * 24))
 
 app = FastAPI()
 

@@ -85,7 +85,10 @@ def run_round(client: httpx.Client, base: str, n: int) -> tuple[float, list[floa
         t0 = time.perf_counter()
         response = client.post(url, data=form, headers=headers)
         latencies.append(time.perf_counter() - t0)
-        assert response.status_code == 200 and b"<Dial" in response.content, response.text[:300]
+        # the same caller again and again: while the partner's leg of an earlier call is still
+        # being placed, the partner is on another call and is not rung; both are the full path
+        assert response.status_code == 200, response.text[:300]
+        assert b"<Dial" in response.content or b"another call" in response.content, response.text[:300]
     return time.perf_counter() - started, latencies
 
 

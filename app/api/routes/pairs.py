@@ -1,0 +1,61 @@
+"""Pairs: make, read, end."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy.orm import Session
+
+from app.api import convert, schemas
+from app.api.deps import Actor, NurseActor, StaffActor
+from app.api.pagination import page_out
+from app.api.params import Paging, PathId, QueryId
+from app.db import SessionDep
+from app.models import Pair
+from app.services import participants, queries
+from app.services.audit import Action
+
+router = APIRouter(tags=["pairs"])
+
+
+def pairs_out(db: Session, rows: list[Pair], actor: Actor) -> list[schemas.PairOut]:
+    counts = queries.calls_this_period(
+        db, [p.id for p in rows], actor.ctx.clock(), actor.ctx.policy.contact_period
+    )
+    return [convert.pair(p, counts.get(p.id, 0)) for p in rows]
+
+
+@router.get("/pairs", response_model=schemas.PageOut[schemas.PairOut])
+def list_pairs(
+    actor: NurseActor,
+    db: SessionDep,
+    page: Paging,
+    active: bool | None = None,
+    participant_id: QueryId = None,
+) -> schemas.PageOut[schemas.PairOut]:
+    found = queries.pairs(
+        db, active=active, participant_id=participant_id, after=page.after(), limit=page.limit
+    )
+    actor.audit(db, Action.PAIRS_READ, f"{len(found)} pairs")
+    return page_out(found, pairs_out(db, found.rows, actor))
+
+
+@router.post("/pairs", status_code=201, response_model=schemas.PairOut)
+def create_pair(body: schemas.PairIn, actor: StaffActor, db: SessionDep) -> schemas.PairOut:
+    a, b = body.participant_ids
+    pair = participants.make_pair(db, a, b, now=actor.ctx.clock(), notes=body.notes)
+    actor.audit(db, Action.PAIR_CREATE, f"pair:{pair.id}")
+    return convert.pair(pair, 0)
+
+
+@router.get("/pairs/{pair_id}", response_model=schemas.PairOut)
+def read_pair(pair_id: PathId, actor: NurseActor, db: SessionDep) -> schemas.PairOut:
+    pair = participants.get_pair(db, pair_id)
+    actor.audit(db, Action.PAIR_READ, f"pair:{pair.id}")
+    return pairs_out(db, [pair], actor)[0]
+
+
+@router.post("/pairs/{pair_id}/end", response_model=schemas.PairOut)
+def end_pair(pair_id: PathId, actor: StaffActor, db: SessionDep) -> schemas.PairOut:
+    pair = participants.end_pair(db, participants.get_pair(db, pair_id), now=actor.ctx.clock())
+    actor.audit(db, Action.PAIR_END, f"pair:{pair.id}")
+    return pairs_out(db, [pair], actor)[0]

@@ -1,0 +1,362 @@
+"""The reminder sweep: schedule this period's reminders, then place the calls that are due.
+
+Both phases are safe to run in several processes at once:
+
+  schedule  app/services/reminders.py: one reminder per participant and quiet period,
+            kept to one by a unique key.
+  reconcile reminders stuck `placing` (the process died between the claim and the
+            request: no SID, so nothing to ask Twilio about) become `unknown`; ones stuck
+            `calling` (the final status callback never came) are asked about with
+            `calls(sid).fetch()` and what Twilio says is applied like that callback.
+            Neither is ever called again blindly.
+  place     claim due reminders one at a time (SELECT ... FOR UPDATE SKIP LOCKED on
+            PostgreSQL; SQLite's BEGIN IMMEDIATE serialises), mark them `placing` and
+            commit before calling Twilio, then record the call SID. A placement whose
+            outcome is unknown (timeout, 5xx) is marked `unknown` and never re-sent.
+            The two partners of a pair are rung one after the other: never while the
+            other's reminder call is live (and a contact it leads to cancels this one).
+
+The sweep is the one flow that uses both the reminders and the call records.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.crypto import PhoneVault
+from app.models import Pair, Participant, Reminder
+from app.services import calls, reminders
+from app.services.participants import quiet_hours_of
+from app.services.policy import Policy
+from app.twilio.forms import StatusCallback
+from app.twilio.rest import (
+    CallPlacer,
+    CallUnknown,
+    FetchedCall,
+    Placed,
+    PlaceResult,
+    RateLimited,
+    Rejected,
+    Unknown,
+    Unreachable,
+    fetch_call,
+    place_call,
+)
+from ivr import reminders as policy_rules
+from ivr.flow import Urls
+from ivr.vocab import CallKind, ParticipantStatus, ReminderState, StepName
+
+log = logging.getLogger(__name__)
+
+# Twilio waits for the machine's beep before the reminder speaks, so a machine gets the
+# short message whole (with `Enable` it plays over the greeting); a machine hears no name
+MACHINE_DETECTION = "DetectMessageEnd"
+# after a rate limit, every waiting reminder waits at least this long
+BACK_OFF = timedelta(minutes=2)
+# a reminder `placing` or `calling` this long has lost its process or its last callback
+RECONCILE_AFTER = timedelta(minutes=15)
+# the other partner's reminder waits this long while the first one's call is live
+STAGGER = timedelta(minutes=15)
+
+
+@dataclass
+class SweepReport:
+    scheduled: int = 0
+    flagged: int = 0
+    placed: int = 0
+    deferred: int = 0
+    cancelled: int = 0
+    failed: int = 0
+    unknown: int = 0
+    rate_limited: int = 0
+    reconciled: int = 0
+    # Twilio could not be reached at all (refused, unresolvable, timed out connecting): not
+    # the account's rate limit, and not something waiting two minutes will cure
+    unreachable: int = 0
+
+    @property
+    def every_placement_failed(self) -> bool:
+        """Calls were due and not one of them went out: the operator must hear of it."""
+        tried = self.placed + self.failed + self.unknown + self.rate_limited + self.unreachable
+        return tried > 0 and self.placed == 0
+
+    def __str__(self) -> str:
+        return (
+            f"scheduled {self.scheduled}, flagged {self.flagged}, placed {self.placed}, "
+            f"deferred {self.deferred}, cancelled {self.cancelled}, failed {self.failed}, "
+            f"unknown {self.unknown}, rate-limited {self.rate_limited}, unreachable {self.unreachable}, "
+            f"reconciled {self.reconciled}"
+        )
+
+
+def sweep(
+    make_session: sessionmaker[Session],
+    vault: PhoneVault,
+    client: CallPlacer,
+    *,
+    now: datetime,
+    policy: Policy,
+    urls: Urls,
+    programme_number: str,
+) -> SweepReport:
+    report = SweepReport()
+    with make_session() as db:
+        report.scheduled, report.flagged = reminders.schedule(db, now, policy)
+        db.commit()
+    reconcile(make_session, client, now=now, policy=policy, report=report)
+    place_due(
+        make_session,
+        vault,
+        client,
+        now=now,
+        policy=policy,
+        urls=urls,
+        programme_number=programme_number,
+        report=report,
+    )
+    return report
+
+
+# ---------------------------------------------------------------- reconciling
+
+
+def reconcile(
+    make_session: sessionmaker[Session],
+    client: CallPlacer,
+    *,
+    now: datetime,
+    policy: Policy,
+    report: SweepReport,
+) -> None:
+    """Reminders whose process or whose last callback was lost: asked about, never re-sent."""
+    stale = now - RECONCILE_AFTER
+    with make_session() as db:
+        # no SID was stored, so Twilio cannot be asked about it; and a number is never
+        # searched for in Twilio's call list (numbers stay out of URLs and logs)
+        lost = cast(
+            CursorResult[Any],
+            db.execute(
+                update(Reminder)
+                .where(Reminder.state == ReminderState.PLACING, Reminder.updated_at < stale)
+                .values(
+                    state=ReminderState.UNKNOWN,
+                    last_error="the sweep stopped between claim and request",
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            ),
+        )
+        report.unknown += lost.rowcount
+        calling = list(
+            db.scalars(
+                select(Reminder.id).where(
+                    Reminder.state == ReminderState.CALLING,
+                    Reminder.updated_at < stale,
+                    Reminder.call_sid.is_not(None),
+                )
+            )
+        )
+        db.commit()
+    for reminder_id in calling:
+        with make_session() as db:
+            reminder = db.get(Reminder, reminder_id, with_for_update=True)
+            if reminder is None or reminder.state != ReminderState.CALLING or reminder.call_sid is None:
+                continue
+            sid = reminder.call_sid
+            # asked again at the next sweep after this, not at every one
+            reminder.updated_at = now
+            db.commit()
+        fetched = fetch_call(client, sid)
+        with make_session() as db:
+            match fetched:
+                case FetchedCall(status, duration, ended_at) if status is not None and status.is_terminal:
+                    callback = StatusCallback(
+                        call_sid=sid,
+                        parent_call_sid=None,
+                        call_status=status,
+                        call_duration=duration,
+                        sequence_number=None,
+                        timestamp=ended_at or now,
+                    )
+                    calls.apply_status(db, callback, now=now, policy=policy)
+                    report.reconciled += 1
+                case CallUnknown():
+                    reminder = db.get(Reminder, reminder_id, with_for_update=True)
+                    if reminder is not None and reminder.state == ReminderState.CALLING:
+                        reminder.state, reminder.updated_at = ReminderState.UNKNOWN, now
+                        reminder.last_error = "Twilio has no such call"
+                        report.unknown += 1
+                case _:
+                    log.info("reminder %s: the call is still live, or Twilio could not say", reminder_id)
+            db.commit()
+
+
+# ---------------------------------------------------------------- placing the calls
+
+
+@dataclass(frozen=True)
+class Placement:
+    reminder_id: int
+    participant_id: int
+    pair_id: int
+    phone: str
+
+
+def place_due(
+    make_session: sessionmaker[Session],
+    vault: PhoneVault,
+    client: CallPlacer,
+    *,
+    now: datetime,
+    policy: Policy,
+    urls: Urls,
+    programme_number: str,
+    report: SweepReport,
+) -> None:
+    while True:
+        with make_session() as db:
+            placement = claim_next(db, vault, now, policy, report)
+            db.commit()
+        if placement is None:
+            return
+        result = place_call(
+            client,
+            to=placement.phone,
+            from_=programme_number,
+            url=urls.step(StepName.REMINDER),
+            status_callback=urls.status,
+            machine_detection=MACHINE_DETECTION,
+        )
+        with make_session() as db:
+            stop = _record_placement(db, placement, result, now=now, policy=policy, report=report)
+            db.commit()
+        if stop:
+            return
+
+
+def claim_next(
+    db: Session, vault: PhoneVault, now: datetime, policy: Policy, report: SweepReport
+) -> Placement | None:
+    """Claim one due reminder for this process, or None when there is nothing left to do now."""
+    while True:
+        reminder = db.scalar(
+            select(Reminder)
+            .where(Reminder.state == ReminderState.PENDING, Reminder.next_attempt_at <= now)
+            .order_by(Reminder.next_attempt_at, Reminder.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if reminder is None:
+            return None
+        reminder.updated_at = now
+        person = db.get(Participant, reminder.participant_id)
+        # the pair's row is the meeting point of two sweeps claiming its two partners at once
+        pair = db.get(Pair, reminder.pair_id, with_for_update=True)
+        phone = vault.decrypt(person.phone_ciphertext) if person and person.phone_ciphertext else None
+        if (
+            person is None
+            or person.status != ParticipantStatus.ACTIVE
+            or phone is None
+            or pair is None
+            or pair.ended_at is not None
+            or (pair.last_contact_at is not None and pair.last_contact_at >= reminder.period_start)
+        ):
+            reminder.state = ReminderState.CANCELLED
+            report.cancelled += 1
+            continue
+        if _partner_reminder_live(db, reminder, pair) or calls.on_live_call(db, person.id, now=now):
+            # never while the first partner's reminder call (or any other call of theirs) is
+            # live: "press 1 to talk now" there must not ring a line busy with its own reminder
+            reminder.next_attempt_at = now + STAGGER
+            report.deferred += 1
+            continue
+        ring_at = policy_rules.next_call_time(
+            now, person.timezone, policy.reminder_window, quiet_hours_of(person)
+        )
+        if ring_at is None:
+            reminder.state, reminder.last_error = ReminderState.FAILED, "no allowed hours outside quiet hours"
+            report.failed += 1
+            continue
+        if ring_at > now:
+            reminder.next_attempt_at = ring_at
+            report.deferred += 1
+            continue
+        reminder.state = ReminderState.PLACING
+        reminder.attempts += 1
+        return Placement(reminder.id, person.id, pair.id, phone)
+
+
+def _partner_reminder_live(db: Session, reminder: Reminder, pair: Pair) -> bool:
+    partner_id = pair.partner_of(reminder.participant_id)
+    live = db.scalar(
+        select(Reminder.id)
+        .where(
+            Reminder.pair_id == pair.id,
+            Reminder.participant_id == partner_id,
+            Reminder.state.in_([ReminderState.PLACING, ReminderState.CALLING]),
+        )
+        .limit(1)
+    )
+    return live is not None
+
+
+def _record_placement(
+    db: Session,
+    placement: Placement,
+    result: PlaceResult,
+    *,
+    now: datetime,
+    policy: Policy,
+    report: SweepReport,
+) -> bool:
+    """Write down what Twilio said. Returns True when the sweep should stop placing calls."""
+    reminder = db.get(Reminder, placement.reminder_id, with_for_update=True)
+    assert reminder is not None
+    reminder.updated_at = now
+    match result:
+        case RateLimited(detail) | Unreachable(detail):
+            # no call went out: this attempt does not count
+            reminder.state, reminder.attempts = ReminderState.PENDING, max(0, reminder.attempts - 1)
+            reminder.last_error = detail
+            # the limit is the account's, not this reminder's: every waiting call backs off
+            db.flush()
+            db.execute(
+                update(Reminder)
+                .where(Reminder.state == ReminderState.PENDING, Reminder.next_attempt_at < now + BACK_OFF)
+                .values(next_attempt_at=now + BACK_OFF)
+                .execution_options(synchronize_session="fetch")
+            )
+            if isinstance(result, Unreachable):
+                report.unreachable += 1
+            else:
+                report.rate_limited += 1
+            log.warning("reminder %s deferred: %s", reminder.id, detail)
+            return True
+        case Unknown(detail):
+            reminder.state, reminder.last_error = ReminderState.UNKNOWN, detail
+            report.unknown += 1
+            log.warning("reminder %s unknown: %s", reminder.id, detail)
+            return False
+        case Rejected(detail):
+            reminder.state, reminder.last_error = ReminderState.FAILED, detail
+            report.failed += 1
+            log.warning("reminder %s failed: %s", reminder.id, detail)
+            return False
+        case Placed(sid):
+            reminder.state, reminder.call_sid, reminder.last_error = ReminderState.CALLING, sid, None
+            # the status callback may have arrived first and made the row: fill it in either way
+            call = calls.open_call(db, sid, now=now, kind=CallKind.REMINDER)
+            call.kind, call.reminder_id = CallKind.REMINDER, reminder.id
+            call.pair_id = call.pair_id or placement.pair_id
+            call.initiator_id = call.initiator_id or placement.participant_id
+            report.placed += 1
+            if call.status is not None and call.status.is_terminal:
+                # the call already ended before we knew it was ours
+                calls.refresh_outcome(db, call, policy, now=now)
+            return False

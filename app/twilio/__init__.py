@@ -1,0 +1,1 @@
+"""Everything that speaks Twilio: webhooks, signatures, the REST client."""

@@ -1,0 +1,520 @@
+"""Twilio webhooks: verify, load facts, let `ivr` decide, record, commit, answer TwiML.
+
+A live call must never hear "an application error has occurred": any failure after
+the signature check is answered with a spoken apology and the care-team number.
+Requests to Twilio's REST API that a step decided on (ring the partner, move a live
+leg) are handed to the dialer after the commit, never made while Twilio waits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Annotated
+
+import phonenumbers
+from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy.orm import Session
+
+import ivr.flow as flow
+from app import metrics
+from app.bodylimit import ARRIVED
+from app.context import Context, get_context
+from app.deadline import Abandoned, DeadlineRunner, Guard
+from app.models import Call, Participant
+from app.services import calls, notices
+from app.services.outbound import Outbound
+from app.services.participants import find_by_phone
+from app.services.policy import Policy
+from app.twilio import forms
+from app.twilio.dialer import Dialer, dialer_for
+from app.twilio.forms import ConferenceCallback, Recording, StatusCallback, VoiceRequest
+from app.twilio.signature import TwilioForm
+from ivr.phone import is_withheld, try_normalise
+from ivr.vocab import CallKind, Language, Leg, ParticipantStatus, StepName
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/twilio", tags=["twilio"], include_in_schema=False)
+
+
+class Turn:
+    """One webhook's work: the session, the line, the request, and REST requests for later."""
+
+    def __init__(self, db: Session, ctx: Context, line: flow.Line, request: VoiceRequest) -> None:
+        self.db = db
+        self.ctx = ctx
+        self.line = line
+        self.request = request
+        self.outbound: list[Outbound] = []
+
+    @property
+    def policy(self) -> Policy:
+        return self.ctx.policy
+
+    def record(self, call: Call, step: flow.Step) -> flow.Step:
+        # who hears which language and which notice: per leg, kept here on the call's row
+        others: list[flow.Effect] = []
+        for effect in step.effects:
+            match effect:
+                case flow.Speaks(leg, language):
+                    if leg == Leg.CALLER:
+                        call.caller_language = language.value
+                    else:
+                        call.partner_language = language.value
+                case flow.NoticePlayed(version, leg):
+                    if leg == Leg.CALLER:
+                        call.notice_version = version
+                    else:
+                        call.partner_notice_version = version
+                case _:
+                    others.append(effect)
+        self.outbound += calls.record(self.db, call, others, now=self.line.now, policy=self.policy)
+        return step
+
+    def speaking(self, language: Language | str | None) -> flow.Line:
+        """The line as this step's listener hears it: the URL's `lang` first (the step
+        that wrote it knew), else what the call's row says, else English."""
+        chosen = self.request.query.lang or _language(language)
+        if chosen is not None:
+            self.line = self.line.speaking(chosen)
+        return self.line
+
+
+Handler = Callable[[Turn], flow.Step]
+
+
+# The form is parsed once, here, after the signature check: nothing past this point
+# reads Twilio's raw fields. The query is what Peerline wrote into its own URLs.
+async def _voice_request(form: TwilioForm, request: Request) -> VoiceRequest:
+    return forms.voice_request(form, request.query_params)
+
+
+async def _status_callback(form: TwilioForm, request: Request) -> StatusCallback:
+    return forms.status_callback(form, request.query_params)
+
+
+async def _recording(form: TwilioForm) -> Recording | None:
+    return forms.recording(form)
+
+
+async def _conference_callback(form: TwilioForm) -> ConferenceCallback:
+    return forms.conference_callback(form)
+
+
+VoiceForm = Annotated[VoiceRequest, Depends(_voice_request)]
+StatusForm = Annotated[StatusCallback, Depends(_status_callback)]
+RecordingForm = Annotated[Recording | None, Depends(_recording)]
+ConferenceForm = Annotated[ConferenceCallback, Depends(_conference_callback)]
+
+
+def twiml(step: flow.Step) -> Response:
+    return Response(str(step), media_type="application/xml")
+
+
+def _region(ctx: Context, request: VoiceRequest) -> str:
+    """Where the listener's phone is: the end of the call that is not the programme's number."""
+    for number in (request.from_, request.to):
+        e164 = try_normalise(number, ctx.settings.default_region)
+        if e164 is not None and e164 != ctx.settings.programme_number:
+            region = phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+            return str(region) if region and region != "ZZ" else ctx.settings.default_region
+    return ctx.settings.default_region
+
+
+def _language(code: Language | str | None) -> Language | None:
+    try:
+        return Language(code) if code else None
+    except ValueError:
+        return None
+
+
+def _line(ctx: Context, request: VoiceRequest | None = None, db: Session | None = None) -> flow.Line:
+    now = ctx.clock()
+    # the notice in force and any recorded audio: cached per process, never a slow read here
+    managed = notices.in_force(db) if db is not None else None
+    return flow.Line(
+        flow.Urls(ctx.settings.public_base_url),
+        ctx.settings.programme_number,
+        now,
+        support_number=ctx.settings.support_phone_number,
+        region=_region(ctx, request) if request is not None else ctx.settings.default_region,
+        nurse_line=ctx.policy.nurse_line(now),
+        language=(request.query.lang if request is not None else None) or Language.EN,
+        notice=managed.notice if managed is not None else flow.BUILT_IN_NOTICE,
+        audio=managed.audio if managed is not None else {},
+    )
+
+
+def _answer(
+    db: Session, ctx: Context, request: VoiceRequest, handler: Handler, guard: Guard, dialer: Dialer
+) -> Response:
+    """One transaction: load facts, decide, record, commit; then the TwiML goes back.
+
+    The webhooks commit themselves (not a session dependency): they run on the phone
+    line's own threads under a deadline, and may commit only if the answer has not
+    already gone back as the apology. REST requests go to the dialer only after that.
+    """
+    try:
+        turn = Turn(db, ctx, _line(ctx, request, db), request)
+        result = handler(turn)
+        guard.begin_commit()
+        db.commit()
+        dialer.submit(turn.outbound)
+        return twiml(result)
+    except Abandoned:
+        _safe_rollback(db)
+        raise
+    except Exception:
+        log.exception("webhook failed; the caller hears the apology")
+        metrics.apology_served("error")
+        _safe_rollback(db)
+        return twiml(
+            flow.apology(
+                ctx.settings.support_phone_number, _region(ctx, request), request.query.lang or Language.EN
+            )
+        )
+
+
+def _quietly(
+    db: Session, work: Callable[[], list[Outbound] | None], guard: Guard, dialer: Dialer
+) -> Response:
+    """Status, recording and conference callbacks: always an empty <Response/>, whatever happens."""
+    try:
+        outbound = work() or []
+        guard.begin_commit()
+        db.commit()
+        dialer.submit(outbound)
+    except Abandoned:
+        _safe_rollback(db)
+        raise
+    except Exception:
+        log.exception("callback could not be recorded")
+        _safe_rollback(db)
+    return twiml(flow.empty())
+
+
+def _safe_rollback(db: Session) -> None:
+    try:
+        db.rollback()
+    except Exception:
+        log.exception("rollback failed")
+
+
+def _call(turn: Turn) -> Call | None:
+    sid = turn.request.call_sid
+    return calls.open_call(turn.db, sid, now=turn.line.now) if sid else None
+
+
+def _in_room(turn: Turn) -> tuple[Call, Leg] | None:
+    """The call whose room this step's URL names, and which of its legs is asking."""
+    room = turn.request.query.room
+    if room is None:
+        return None
+    call = calls.find_by_room(turn.db, room)
+    if call is None:
+        return None
+    leg = calls.leg_of(call, turn.request.call_sid)
+    return (call, leg) if leg is not None else None
+
+
+def _active(person: Participant | None) -> Participant | None:
+    return person if person is not None and person.status == ParticipantStatus.ACTIVE else None
+
+
+def _caller(turn: Turn, person: Participant | None, call: Call) -> flow.Caller | None:
+    if person is None:
+        return None
+    facts = calls.caller_facts(turn.db, turn.ctx.vault, person, now=turn.line.now, exclude_call_id=call.id)
+    # a language chosen by key on this call wins over the one on record
+    language = turn.request.query.lang or _language(call.caller_language) or _language(person.language)
+    return dataclasses.replace(
+        facts, person=dataclasses.replace(facts.person, language=language or Language.EN)
+    )
+
+
+def _leg_language(turn: Turn, call: Call, leg: Leg) -> str | None:
+    """The language a leg of this call hears: as kept on the call, else the person's own."""
+    if leg == Leg.CALLER:
+        who, kept = call.initiator_id, call.caller_language
+    else:
+        who, kept = call.callee_id, call.partner_language
+    if kept:
+        return kept
+    person = turn.db.get(Participant, who) if who is not None else None
+    return person.language if person is not None else None
+
+
+# ---------------------------------------------------------------- steps
+
+
+def inbound(turn: Turn) -> flow.Step:
+    call = _call(turn)
+    if call is None:
+        return flow.lost(turn.line)
+    request, ctx = turn.request, turn.ctx
+    e164 = try_normalise(request.from_, ctx.settings.default_region)
+    # A withheld caller ID is shared by every caller who withholds theirs: counting wrong
+    # numbers against it would let two callers who mistype lock out all of them. Those
+    # callers are counted per call instead (three tries, then goodbye).
+    withheld = e164 is None or is_withheld(request.from_)
+    call.caller_index = call.caller_index or ctx.vault.blind_index(
+        "withheld-call:" + call.twilio_call_sid if withheld else e164 or ""
+    )
+    person = _active(find_by_phone(turn.db, ctx.vault, e164) if e164 else None)
+    caller = _caller(turn, person, call)
+    # the lockout matters only to a caller we must ask for a number
+    locked = caller is None and calls.is_locked_out(turn.db, call.caller_index, turn.line.now)
+    return turn.record(
+        call, flow.inbound(caller, turn.line, room=call.room or calls.new_room(), locked_out=locked)
+    )
+
+
+def identify(turn: Turn) -> flow.Step:
+    call = _call(turn)
+    if call is None:
+        return flow.lost(turn.line)
+    turn.speaking(call.caller_language)
+    e164 = try_normalise(turn.request.digits.strip("#*"), turn.ctx.settings.default_region)
+    person = _active(find_by_phone(turn.db, turn.ctx.vault, e164) if e164 else None)
+    caller = _caller(turn, person, call)
+    locked = caller is None and calls.is_locked_out(turn.db, call.caller_index or "", turn.line.now)
+    step = flow.identify(
+        caller,
+        turn.line,
+        room=call.room or calls.new_room(),
+        tries_before=call.id_tries,
+        locked_out=locked,
+        digits=turn.request.digits,
+    )
+    return turn.record(call, step)
+
+
+def hold(turn: Turn) -> flow.Step:
+    return flow.hold(turn.line)
+
+
+def whisper(turn: Turn) -> flow.Step:
+    found = _in_room(turn)
+    if found is None or found[1] != Leg.PARTNER:
+        return flow.let_go(turn.line)
+    call, leg = found
+    step = flow.whisper(
+        calls.bridge_facts(call),
+        turn.request.answered_by,
+        turn.speaking(_leg_language(turn, call, leg)),
+        person=turn.request.query.person,
+        digits=turn.request.digits,
+    )
+    return turn.record(call, step)
+
+
+def whisper_answer(turn: Turn) -> flow.Step:
+    found = _in_room(turn)
+    if found is None or found[1] != Leg.PARTNER:
+        return flow.let_go(turn.line)
+    call, leg = found
+    step = flow.whisper_answer(
+        turn.request.digits,
+        calls.bridge_facts(call),
+        turn.speaking(_leg_language(turn, call, leg)),
+        again=turn.request.query.again,
+    )
+    return turn.record(call, step)
+
+
+def stepped_out(turn: Turn) -> flow.Step:
+    found = _in_room(turn)
+    if found is None:
+        return flow.lost(turn.line)
+    call, leg = found
+    status = turn.request.call_status
+    step = flow.stepped_out(
+        leg,
+        calls.bridge_facts(call),
+        turn.speaking(_leg_language(turn, call, leg)),
+        hung_up=status is not None and status.is_terminal,
+    )
+    return turn.record(call, step)
+
+
+def _in_call_step(decide: Callable[[Turn, Leg, flow.Bridge], flow.Step]) -> Handler:
+    """A step of one leg of a bridged call: find the call by its room, decide, record."""
+
+    def handler(turn: Turn) -> flow.Step:
+        found = _in_room(turn)
+        if found is None:
+            return flow.lost(turn.line)
+        call, leg = found
+        turn.speaking(_leg_language(turn, call, leg))
+        return turn.record(call, decide(turn, leg, calls.bridge_facts(call)))
+
+    return handler
+
+
+away_menu = _in_call_step(lambda turn, leg, bridge: flow.away_menu(leg, bridge, turn.line))
+away = _in_call_step(lambda turn, leg, bridge: flow.away(turn.request.digits, leg, bridge, turn.line))
+partner_away = _in_call_step(lambda turn, leg, bridge: flow.partner_away(leg, bridge, turn.line))
+partner_gone = _in_call_step(lambda turn, leg, bridge: flow.partner_gone(leg, turn.line))
+partner_unreached = _in_call_step(lambda turn, leg, bridge: flow.partner_unreached(turn.line))
+
+
+def message(turn: Turn) -> flow.Step:
+    return flow.message_menu(turn.request.digits, turn.line)
+
+
+def message_done(turn: Turn) -> flow.Step:
+    # the message itself is written by the recording status callback, once it is complete
+    found = _in_room(turn)
+    if found is None:
+        return flow.message_done(turn.line)
+    call, leg = found
+    line = turn.speaking(_leg_language(turn, call, leg))
+    return turn.record(call, flow.message_done(line, leg=leg, bridge=calls.bridge_facts(call)))
+
+
+def _called_person(turn: Turn, call: Call) -> Participant | None:
+    """Who we rang for a reminder: by the number called, so it works before the SID is stored."""
+    if call.initiator_id is not None:
+        return turn.db.get(Participant, call.initiator_id)
+    e164 = try_normalise(turn.request.to, turn.ctx.settings.default_region)
+    return find_by_phone(turn.db, turn.ctx.vault, e164) if e164 else None
+
+
+def reminder(turn: Turn) -> flow.Step:
+    call = _call(turn)
+    if call is None:
+        return flow.lost(turn.line)
+    call.kind = CallKind.REMINDER
+    person = _active(_called_person(turn, call))
+    facts = None
+    if person is not None:
+        call.initiator_id = call.initiator_id or person.id
+        call.pair_id = call.pair_id or person.active_pair_id
+        language = _language(call.caller_language) or _language(person.language) or Language.EN
+        facts = flow.Person(person.id, person.name, person.timezone, language=language)
+    step = flow.reminder(
+        facts,
+        turn.request.answered_by,
+        turn.line,
+        confirmed=turn.request.query.person,
+        digits=turn.request.digits,
+    )
+    return turn.record(call, step)
+
+
+def reminder_unconfirmed(turn: Turn) -> flow.Step:
+    call = _call(turn)
+    if call is not None:
+        turn.speaking(_leg_language(turn, call, Leg.CALLER))
+    step = flow.reminder_unconfirmed(turn.line)
+    return turn.record(call, step) if call is not None else step
+
+
+def reminder_answer(turn: Turn) -> flow.Step:
+    call = _call(turn)
+    if call is None:
+        return flow.lost(turn.line)
+    person = _active(_called_person(turn, call))
+    caller = _caller(turn, person, call)
+    step = flow.reminder_answer(turn.request.digits, caller, turn.line, room=call.room or calls.new_room())
+    return turn.record(call, step)
+
+
+def lost(turn: Turn) -> flow.Step:
+    return flow.lost(turn.line)
+
+
+STEPS: dict[StepName, Handler] = {
+    StepName.IDENTIFY: identify,
+    StepName.HOLD: hold,
+    StepName.WHISPER: whisper,
+    StepName.WHISPER_ANSWER: whisper_answer,
+    StepName.STEPPED_OUT: stepped_out,
+    StepName.AWAY_MENU: away_menu,
+    StepName.AWAY: away,
+    StepName.PARTNER_AWAY: partner_away,
+    StepName.PARTNER_GONE: partner_gone,
+    StepName.PARTNER_UNREACHED: partner_unreached,
+    StepName.MESSAGE: message,
+    StepName.MESSAGE_DONE: message_done,
+    StepName.REMINDER: reminder,
+    StepName.REMINDER_ANSWER: reminder_answer,
+    StepName.REMINDER_UNCONFIRMED: reminder_unconfirmed,
+}
+
+
+def _handler(step: str) -> Handler:
+    """The step Twilio asked for; a URL we never wrote gets the apology that still helps."""
+    try:
+        return STEPS[StepName(step)]
+    except ValueError:
+        return lost
+
+
+# ---------------------------------------------------------------- routes
+#
+# The routes are async and hand the whole request to one thread of the phone line's own
+# pool, under the deadline (app/deadline.py): Twilio is waiting, and so is a caller.
+
+
+async def _in_transaction(
+    request: Request, work: Callable[[Session, Context, Guard, Dialer], Response], *, quiet: bool = False
+) -> Response:
+    ctx = get_context(request)
+    dialer = dialer_for(request.app)
+
+    def run(guard: Guard) -> Response:
+        with request.app.state.phone_sessionmaker() as db:
+            return work(db, ctx, guard, dialer)
+
+    def too_late() -> Response:
+        if quiet:
+            return twiml(flow.empty())
+        metrics.apology_served("deadline")
+        return twiml(flow.apology(ctx.settings.support_phone_number))
+
+    runner: DeadlineRunner = request.app.state.deadline
+    return await runner.run(run, too_late, arrived=request.scope.get(ARRIVED))
+
+
+@router.api_route("/voice", methods=["POST", "GET"])
+async def voice(form: VoiceForm, request: Request) -> Response:
+    return await _in_transaction(request, lambda db, ctx, g, d: _answer(db, ctx, form, inbound, g, d))
+
+
+@router.api_route("/voice/{step}", methods=["POST", "GET"])
+async def voice_step(step: str, form: VoiceForm, request: Request) -> Response:
+    handler = _handler(step)
+    return await _in_transaction(request, lambda db, ctx, g, d: _answer(db, ctx, form, handler, g, d))
+
+
+@router.api_route("/status", methods=["POST", "GET"])
+async def status(callback: StatusForm, request: Request) -> Response:
+    return await _in_transaction(
+        request,
+        lambda db, ctx, g, d: _quietly(
+            db, lambda: calls.apply_status(db, callback, now=ctx.clock(), policy=ctx.policy), g, d
+        ),
+        quiet=True,
+    )
+
+
+@router.api_route("/conference", methods=["POST", "GET"])
+async def conference(callback: ConferenceForm, request: Request) -> Response:
+    return await _in_transaction(
+        request,
+        lambda db, ctx, g, d: _quietly(
+            db, lambda: calls.apply_conference(db, callback, now=ctx.clock(), policy=ctx.policy), g, d
+        ),
+        quiet=True,
+    )
+
+
+@router.api_route("/recording", methods=["POST", "GET"])
+async def recording(callback: RecordingForm, request: Request) -> Response:
+    return await _in_transaction(
+        request,
+        lambda db, ctx, g, d: _quietly(db, lambda: calls.record_message(db, callback, now=ctx.clock()), g, d),
+        quiet=True,
+    )

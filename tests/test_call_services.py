@@ -1,0 +1,186 @@
+"""The call's services on their own: who is on a live call, and the REST requests made after
+the answer (the partner's leg placed, a slow or failing Twilio)."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from app.models import Call, Reminder
+from app.services import calls
+from app.simulator.telephone import Scripted, Telephone
+from app.twilio.dialer import Dialer, dialer_for
+from ivr import prompts
+from ivr.vocab import CallKind, CallStatus, EndReason, Outcome, ReminderState
+from tests.conftest import ANA, PUBLIC_BASE_URL, FakeClock, Programme
+
+Pairing = tuple[int, int, int]
+
+
+def _call(programme: Programme, clock: FakeClock, sid: str, **values: object) -> None:
+    with programme.session() as db:
+        db.add(Call(twilio_call_sid=sid, started_at=clock(), outcome=Outcome.IN_PROGRESS, **values))
+        db.commit()
+
+
+def _on_call(programme: Programme, clock: FakeClock, person: int) -> bool:
+    with programme.session() as db:
+        return calls.on_live_call(db, person, now=clock())
+
+
+def test_someone_is_on_a_live_call_while_theirs_lasts(
+    programme: Programme, clock: FakeClock, ana_and_bea: Pairing
+) -> None:
+    _, bea, _ = ana_and_bea
+    assert not _on_call(programme, clock, bea)
+    _call(programme, clock, "CAbeacalls", initiator_id=bea)
+    assert _on_call(programme, clock, bea)
+    with programme.session() as db:
+        row = calls.find_call(db, "CAbeacalls")
+        assert row is not None
+        row.status, row.ended_at = CallStatus.COMPLETED, clock()
+        db.commit()
+    assert not _on_call(programme, clock, bea)
+
+
+def test_someone_being_rung_for_another_call_or_in_its_room_is_on_a_live_call(
+    programme: Programme, clock: FakeClock, ana_and_bea: Pairing
+) -> None:
+    ana, bea, pair = ana_and_bea
+    _call(
+        programme,
+        clock,
+        "CAroom",
+        initiator_id=ana,
+        callee_id=bea,
+        pair_id=pair,
+        room="room-x",
+        partner_status=CallStatus.RINGING,
+    )
+    assert _on_call(programme, clock, bea)
+    with programme.session() as db:
+        row = calls.find_call(db, "CAroom")
+        assert row is not None
+        row.partner_status = CallStatus.COMPLETED  # Bea hung up; Ana is still leaving a message
+        db.commit()
+    assert not _on_call(programme, clock, bea)
+    assert _on_call(programme, clock, ana)
+
+
+def test_a_reminder_being_placed_makes_its_person_busy(
+    programme: Programme, clock: FakeClock, ana_and_bea: Pairing
+) -> None:
+    ana, _, pair = ana_and_bea
+    with programme.session() as db:
+        db.add(
+            Reminder(
+                participant_id=ana,
+                pair_id=pair,
+                period_start=clock(),
+                state=ReminderState.PLACING,
+                attempts=1,
+                next_attempt_at=clock(),
+                created_at=clock(),
+                updated_at=clock(),
+            )
+        )
+        db.commit()
+    assert _on_call(programme, clock, ana)
+
+
+def test_a_call_whose_end_never_came_stops_counting_after_three_hours(
+    programme: Programme, clock: FakeClock, ana_and_bea: Pairing
+) -> None:
+    _, bea, _ = ana_and_bea
+    _call(programme, clock, "CAlost", initiator_id=bea, kind=CallKind.REMINDER)
+    clock.advance(hours=3, minutes=1)
+    assert not _on_call(programme, clock, bea)
+
+
+def test_a_partner_leg_twilio_will_not_place_is_told_to_the_waiting_caller(
+    phone: Telephone, programme: Programme, ana_and_bea: Pairing
+) -> None:
+    phone.fake.fail_next(503)
+    ana, bea = Scripted(), Scripted(["1"])
+    record = phone.call(ANA, ana, bea)
+    assert prompts.PARTNER_UNREACHED in ana.text and bea.heard == []
+    call = programme.call(record.sid)
+    assert (call.outcome, call.partner_status, call.end_reason) == (
+        "failed",
+        "failed",
+        EndReason.PARTNER_LEG_NOT_PLACED,
+    )
+
+
+def test_a_slow_twilio_never_delays_the_callers_answer(
+    app: FastAPI, phone: Telephone, programme: Programme, ana_and_bea: Pairing
+) -> None:
+    phone.fake.hang_next(3.0)  # Twilio takes 3 s to place the partner's leg
+    form = {"CallSid": "CAslow", "From": ANA, "CallStatus": "ringing"}
+    signature = phone.validator.compute_signature(PUBLIC_BASE_URL + "/twilio/voice", form)
+    started = time.monotonic()
+    response = phone.client.post("/twilio/voice", data=form, headers={"X-Twilio-Signature": signature})
+    answered_in = time.monotonic() - started
+    assert response.status_code == 200 and prompts.CONNECTING in response.text
+    assert prompts.APOLOGY not in response.text
+    assert answered_in < 1.0
+    assert dialer_for(app).wait_idle(10)
+    assert programme.call("CAslow").partner_call_sid is not None  # placed once Twilio answered
+
+
+def test_without_a_twilio_account_development_never_calls_the_real_api(app: FastAPI) -> None:
+    dialer = Dialer(app.state.context, app.state.phone_sessionmaker)
+    assert app.state.context.settings.twilio_api_url == "https://api.twilio.com"
+    assert dialer.client is None  # a placeholder account SID: no request leaves this machine
+    dialer.shutdown()
+
+
+def test_leaving_a_conference_callback_for_a_room_twice_keeps_one(
+    phone: Telephone, programme: Programme, clock: FakeClock, ana_and_bea: Pairing
+) -> None:
+    phone.post("/twilio/voice", {"CallSid": "CAonce", "From": ANA, "CallStatus": "ringing"})
+    room = programme.call("CAonce").room
+    form = {
+        "ConferenceSid": "CF1",
+        "FriendlyName": room or "",
+        "CallSid": "CAonce",
+        "StatusCallbackEvent": "participant-join",
+        "Timestamp": "Tue, 17 Nov 2026 20:00:05 +0000",
+        "SequenceNumber": "1",
+    }
+    for _ in range(3):
+        phone.post("/twilio/conference", form)
+    clock.advance(seconds=timedelta(minutes=1).total_seconds())
+    phone.post("/twilio/conference", form)  # a retry that arrives later is the same callback
+    from app.models import ConferenceEvent
+
+    assert len(programme.rows(ConferenceEvent)) == 1
+
+
+def test_a_message_exists_only_once_its_recording_is_complete(
+    phone: Telephone, programme: Programme, ana_and_bea: Pairing
+) -> None:
+    from app.models import CareTeamMessage
+
+    phone.post("/twilio/voice", {"CallSid": "CArec", "From": ANA, "CallStatus": "ringing"})
+    recording = {"CallSid": "CArec", "RecordingUrl": "https://api.twilio.com/x/RE1", "RecordingDuration": "0"}
+    # the <Record> action alone, and recordings that came out absent or failed: no message
+    phone.post("/twilio/voice/message-done", {**recording, "RecordingSid": "RE" + "1" * 32})
+    for n, status in enumerate(("in-progress", "absent", "failed"), start=2):
+        phone.post(
+            "/twilio/recording", {**recording, "RecordingSid": f"RE{n:032d}", "RecordingStatus": status}
+        )
+    assert programme.rows(CareTeamMessage) == []
+    phone.post(
+        "/twilio/recording",
+        {
+            **recording,
+            "RecordingSid": "RE" + "1" * 32,
+            "RecordingStatus": "completed",
+            "RecordingDuration": "14",
+        },
+    )
+    (message,) = programme.rows(CareTeamMessage)
+    assert (message.participant_id, message.duration_seconds) == (ana_and_bea[0], 14)

@@ -1,0 +1,157 @@
+"""The local fake of Twilio's Calls API answers like Twilio where the service depends on it,
+so a test that passes against it means something."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from twilio.base.exceptions import TwilioRestException
+
+from app.settings import Settings
+from app.simulator.fake_twilio import FakeTwilio
+from app.simulator.telephone import Scripted, Telephone
+from app.twilio import rest
+from app.twilio.rest import make_twilio_client
+from ivr.vocab import CallStatus
+from tests.conftest import ANA, AUTH_TOKEN, PROGRAMME_NUMBER, PUBLIC_BASE_URL, ServerThread
+
+ACCOUNT = "AC" + "0" * 32
+CALLS = f"/2010-04-01/Accounts/{ACCOUNT}/Calls.json"
+FULL = {"To": ANA, "From": PROGRAMME_NUMBER, "Url": PUBLIC_BASE_URL + "/twilio/voice/reminder"}
+
+
+@pytest.fixture
+def api(
+    fake_twilio_server: ServerThread, fake_twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> httpx.Client:
+    monkeypatch.setattr(fake_twilio, "auth_token", AUTH_TOKEN)
+    return httpx.Client(base_url=fake_twilio_server.url, auth=(ACCOUNT, AUTH_TOKEN))
+
+
+def _error(response: httpx.Response, status: int, code: int) -> None:
+    assert response.status_code == status
+    body = response.json()
+    assert set(body) >= {"code", "message", "more_info", "status"}
+    assert (body["code"], body["status"]) == (code, status)
+    assert body["more_info"] == f"https://www.twilio.com/docs/errors/{code}"
+
+
+@pytest.mark.parametrize(
+    ("auth", "form"),
+    [
+        pytest.param((ACCOUNT, "wrong-token"), FULL, id="a wrong token"),
+        pytest.param(("AC" + "1" * 32, AUTH_TOKEN), FULL, id="another account's SID"),
+        pytest.param(None, FULL, id="no credentials at all"),
+    ],
+)
+def test_wrong_credentials_are_401_with_code_20003(
+    api: httpx.Client, auth: tuple[str, str] | None, form: dict[str, str]
+) -> None:
+    response = httpx.post(str(api.base_url) + CALLS, data=form, auth=auth)
+    _error(response, 401, 20003)
+
+
+@pytest.mark.parametrize(
+    ("missing", "code", "message"),
+    [
+        ("To", 21201, "No 'To' number is specified"),
+        ("From", 21213, "No 'From' number is specified"),
+        ("Url", 21205, "Url parameter is required"),
+    ],
+)
+def test_a_call_without_what_twilio_requires_is_refused_with_twilios_code(
+    api: httpx.Client, fake_twilio: FakeTwilio, missing: str, code: int, message: str
+) -> None:
+    form = {k: v for k, v in FULL.items() if k != missing}
+    response = api.post(CALLS, data=form)
+    _error(response, 400, code)
+    assert message in response.json()["message"]
+    assert fake_twilio.calls == []
+
+
+def test_inline_twiml_instead_of_a_url_is_a_call(api: httpx.Client, fake_twilio: FakeTwilio) -> None:
+    form = {"To": ANA, "From": PROGRAMME_NUMBER, "Twiml": "<Response><Hangup/></Response>"}
+    response = api.post(CALLS, data=form)
+    assert response.status_code == 201 and response.json()["status"] == "queued"
+    assert fake_twilio.calls[0].twiml == "<Response><Hangup/></Response>"
+
+
+def test_the_sdk_sees_twilios_errors_as_twilio_rest_exceptions(
+    settings: Settings,
+    fake_twilio_server: ServerThread,
+    fake_twilio: FakeTwilio,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fake_twilio, "auth_token", "not-the-services-token")
+    client = make_twilio_client(settings.model_copy(update={"twilio_api_url": fake_twilio_server.url}))
+    with pytest.raises(TwilioRestException) as raised:
+        client.calls.create(to=ANA, from_=PROGRAMME_NUMBER, url=PUBLIC_BASE_URL + "/twilio/voice/reminder")
+    assert (raised.value.status, raised.value.code) == (401, 20003)
+    assert rest.fetch_call(client, "CA" + "0" * 32) == rest.FetchFailed("Twilio answered 401")
+
+
+def test_a_call_is_fetched_moved_and_ended_as_twilio_allows(
+    settings: Settings,
+    fake_twilio_server: ServerThread,
+    fake_twilio: FakeTwilio,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fake_twilio, "auth_token", AUTH_TOKEN)
+    monkeypatch.setattr(fake_twilio, "changes", [])
+    client = make_twilio_client(settings.model_copy(update={"twilio_api_url": fake_twilio_server.url}))
+    placed = rest.place_call(
+        client,
+        to=ANA,
+        from_=PROGRAMME_NUMBER,
+        url=PUBLIC_BASE_URL + "/twilio/voice/reminder",
+        status_callback=PUBLIC_BASE_URL + "/twilio/status",
+        timeout=30,
+    )
+    assert isinstance(placed, rest.Placed)
+    assert fake_twilio.calls[0].timeout == 30
+    assert rest.fetch_call(client, placed.sid) == rest.FetchedCall(CallStatus.QUEUED, None, None)
+    assert rest.fetch_call(client, "CA" + "9" * 32) == rest.CallUnknown()
+
+    # a call that has not been answered cannot be moved (21220), only cancelled
+    assert rest.redirect_call(client, placed.sid, PUBLIC_BASE_URL + "/x") == rest.NotDone(
+        "Twilio answered 400", 21220
+    )
+    assert rest.end_call(client, placed.sid) == rest.Done()
+    assert fake_twilio.changes == [(placed.sid, "canceled")]
+    fetched = rest.fetch_call(client, placed.sid)
+    assert isinstance(fetched, rest.FetchedCall) and fetched.status == CallStatus.CANCELED
+    assert rest.redirect_call(client, "CA" + "9" * 32, PUBLIC_BASE_URL + "/x") == rest.NotDone(
+        "Twilio answered 404", 20404
+    )
+
+    fake_twilio.set_status(placed.sid, CallStatus.COMPLETED, 61)
+    fetched = rest.fetch_call(client, placed.sid)
+    assert isinstance(fetched, rest.FetchedCall)
+    assert (fetched.status, fetched.duration_seconds) == (CallStatus.COMPLETED, 61)
+    assert fetched.ended_at is not None and fetched.ended_at.tzinfo is not None
+
+
+def test_status_callbacks_are_numbered_per_call_as_twilio_numbers_them(
+    phone: Telephone, ana_and_bea: tuple[int, int, int]
+) -> None:
+    record = phone.call(ANA, Scripted(talk_seconds=70), Scripted(["1"]))
+    by_call: dict[str, list[int]] = {}
+    for _url, form in record.callbacks:
+        if "CallStatus" in form and "ConferenceSid" not in form:
+            by_call.setdefault(form["CallSid"], []).append(int(form["SequenceNumber"]))
+    assert set(by_call) == {record.sid, record.partner_sid}
+    for numbers in by_call.values():
+        assert numbers == list(range(len(numbers)))
+    room = [int(f["SequenceNumber"]) for _u, f in record.room_callbacks]
+    assert room == sorted(room) and room[0] == 1  # a room's own numbering
+
+
+def test_a_live_leg_is_moved_and_ended_by_the_rest_api_while_a_telephone_plays_it(
+    phone: Telephone, ana_and_bea: tuple[int, int, int]
+) -> None:
+    # the service moves Ana out of the room when Bea hangs up: a REST request the telephone plays
+    ana = Scripted(talk_seconds=30)
+    record = phone.call(ANA, ana, Scripted(["1"]))
+    ((sid, url),) = phone.fake.changes
+    assert sid == record.sid and "/twilio/voice/partner-gone?room=room-" in url
+    assert "Your partner has hung up." in ana.heard
