@@ -168,6 +168,7 @@ def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAP
     app.state.phone_sessionmaker = make_sessionmaker(phone_engine)
     app.state.deadline = DeadlineRunner()
     app.state.probe = ThreadPoolExecutor(max_workers=2, thread_name_prefix="readyz")
+    app.state.ready_probe = None
     app.state.context = Context(
         settings,
         PhoneVault.from_secret(settings.secret_key, settings.secret_key_previous),
@@ -209,10 +210,15 @@ def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAP
 
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> JSONResponse:
-        loop = asyncio.get_running_loop()
-        probe = loop.run_in_executor(request.app.state.probe, database_ready, request.app.state.phone_engine)
+        state = request.app.state
+        probe: asyncio.Future[str | None] | None = state.ready_probe
+        if probe is None or probe.done():
+            # one probe at a time: checks arriving while the database hangs wait on the same
+            # probe instead of piling stuck threads up behind it
+            loop = asyncio.get_running_loop()
+            probe = state.ready_probe = loop.run_in_executor(state.probe, database_ready, state.phone_engine)
         try:
-            problem = await asyncio.wait_for(probe, READY_SECONDS)
+            problem = await asyncio.wait_for(asyncio.shield(probe), READY_SECONDS)
         except TimeoutError:
             problem = "the database did not answer in time"
         if problem:

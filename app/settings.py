@@ -79,7 +79,6 @@ class Settings(BaseSettings):
     smtp_url: str | None = None
     digest_from: str = "peerline@localhost"
 
-
     @field_validator("smtp_url")
     @classmethod
     def _smtp(cls, value: str | None) -> str | None:
@@ -98,6 +97,7 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_port_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
     # The programme's own zone (IANA): engagement cohorts (`?cohort=YYYY-MM`) are months of
     # pairing in it. Unset, it is CONSOLE_TIMEZONE, so one zone serves until they differ.
     programme_timezone: str = Field(default="", validate_default=True)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import subprocess
 import sys
 import threading
@@ -31,7 +33,6 @@ from twilio.request_validator import RequestValidator
 
 from app.crypto import PhoneVault
 from app.db import make_engine
-from app.main import create_app
 from app.models import Base, Call
 from app.services import participants
 from app.settings import Settings
@@ -45,7 +46,6 @@ from tests.conftest import (
     PUBLIC_BASE_URL,
     SECRET,
     SUPPORT,
-    ServerThread,
     new_pg_database,
 )
 from tests.faults import Mode, TcpProxy
@@ -55,6 +55,7 @@ WEBHOOK_LIMIT = 3.0
 HEALTH_LIMIT = 1.0
 FIGURES = Path(__file__).resolve().parent.parent / "build" / "reliability.json"
 APOLOGY = "sorry"
+PEERLINE = str(Path(sys.executable).parent / "peerline")
 
 
 def _steps(sid: str, child: str) -> list[tuple[str, dict[str, str]]]:
@@ -224,20 +225,59 @@ class Service:
     database_url: str
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.fixture
-def served(request: pytest.FixtureRequest) -> Iterator[Callable[[str], Service]]:
-    servers: list[ServerThread] = []
+def served(tmp_path: Path) -> Iterator[Callable[[str], Service]]:
+    """`peerline serve` in a process of its own, as in production: the 60 client threads and
+    the fault proxy of this test process would otherwise share one GIL with the server, and
+    the figures would measure the harness instead of the service."""
+    processes: list[subprocess.Popen[bytes]] = []
 
     def serve(database_url: str) -> Service:
-        application = create_app(_settings(database_url))
-        server = ServerThread(application)
-        servers.append(server)
-        return Service(server.url, database_url)
+        settings = _settings(database_url)
+        port = _free_port()
+        environment = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "PUBLIC_BASE_URL": settings.public_base_url,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_PHONE_NUMBER": PROGRAMME_NUMBER,
+            "SECRET_KEY": SECRET,
+            "SCHEDULER_ENABLED": "false",
+            "SUPPORT_PHONE_NUMBER": SUPPORT,
+            "DEMO_DATA": "false",
+            "LOG_LEVEL": "WARNING",
+        }
+        log = (tmp_path / f"serve-{port}.log").open("wb")
+        process = subprocess.Popen(
+            [PEERLINE, "serve", "--port", str(port)], env=environment, cwd=tmp_path, stdout=log, stderr=log
+        )
+        processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"peerline serve exited: {log.name}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    return Service(url, database_url)
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError("peerline serve did not start within 30 s")
 
     yield serve
-    for server in servers:
-        server.stop()
-        server.server.config.app.state.engine.dispose()
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -385,6 +425,8 @@ def test_the_fallback_url_apologises_with_the_care_team_number_and_needs_no_data
 ) -> None:
     from fastapi.testclient import TestClient
 
+    from app.main import create_app
+
     # a database file that does not exist in a folder that does not exist: nothing can be read
     application = create_app(_settings(f"sqlite:///{tmp_path}/missing/peerline.db"))
     params = {"CallSid": new_sid(), "From": ANA, "ErrorCode": "11200"}
@@ -403,6 +445,8 @@ def test_a_huge_body_is_refused_before_it_is_read_and_a_signed_one_still_hears_t
     tmp_path: Path,
 ) -> None:
     from fastapi.testclient import TestClient
+
+    from app.main import create_app
 
     url = f"sqlite:///{tmp_path}/peerline.db"
     _enrol(url)
