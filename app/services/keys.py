@@ -180,37 +180,19 @@ def _map_call_indexes(
     report: RotationReport,
     after_batch: AfterBatch | None,
 ) -> None:
-    last_id = 0
-    while True:
-        with make_session() as db:
-            rows = db.execute(
-                select(Call.id, Call.caller_index)
-                .where(Call.id > last_id, Call.caller_index.is_not(None))
-                .order_by(Call.id)
-                .limit(batch_size)
-            ).all()
-            if not rows:
-                return
-            for call_id, index in rows:
-                last_id = call_id
-                if index is None or index in new_indexes:
-                    continue
-                target = mapping.get(index)
-                changed = _rowcount(
-                    db.execute(
-                        update(Call)
-                        .where(Call.id == call_id, Call.caller_index == index)
-                        .values(caller_index=target)
-                    )
-                )
-                if target is not None:
-                    report.calls_mapped += changed
-                else:
-                    report.calls_cleared += changed
-            db.commit()
-        report.batches += 1
-        if after_batch is not None:
-            after_batch("calls", report.batches)
+    def move(db: Session, call_id: int, index: str) -> None:
+        target = mapping.get(index)
+        changed = _rowcount(
+            db.execute(
+                update(Call).where(Call.id == call_id, Call.caller_index == index).values(caller_index=target)
+            )
+        )
+        if target is not None:
+            report.calls_mapped += changed
+        else:
+            report.calls_cleared += changed
+
+    _walk(make_session, Call, new_indexes, batch_size, move, lambda: _after(report, after_batch, "calls"))
 
 
 def _map_lockout_indexes(
@@ -221,39 +203,57 @@ def _map_lockout_indexes(
     report: RotationReport,
     after_batch: AfterBatch | None,
 ) -> None:
+    def move(db: Session, row_id: int, index: str) -> None:
+        target = mapping.get(index)
+        row = (KeyedIdFailure.id == row_id) & (KeyedIdFailure.caller_index == index)
+        if target is not None:
+            report.lockouts_mapped += _rowcount(
+                db.execute(update(KeyedIdFailure).where(row).values(caller_index=target))
+            )
+        else:
+            # a lockout for a number nobody holds any more is only a derivative of that number
+            report.lockouts_deleted += _rowcount(db.execute(delete(KeyedIdFailure).where(row)))
+
+    _walk(
+        make_session,
+        KeyedIdFailure,
+        new_indexes,
+        batch_size,
+        move,
+        lambda: _after(report, after_batch, "lockouts"),
+    )
+
+
+def _after(report: RotationReport, after_batch: AfterBatch | None, stage: str) -> None:
+    report.batches += 1
+    if after_batch is not None:
+        after_batch(stage, report.batches)
+
+
+def _walk(
+    make_session: sessionmaker[Session],
+    table: type[Call] | type[KeyedIdFailure],
+    new_indexes: set[str],
+    batch_size: int,
+    move: Callable[[Session, int, str], None],
+    batch_done: Callable[[], None],
+) -> None:
+    """Every row still indexed under an old key, in id order, one committed batch at a time:
+    a rotation interrupted half-way resumes where it stopped and never holds a long lock."""
     last_id = 0
     while True:
         with make_session() as db:
             rows = db.execute(
-                select(KeyedIdFailure.id, KeyedIdFailure.caller_index)
-                .where(KeyedIdFailure.id > last_id)
-                .order_by(KeyedIdFailure.id)
+                select(table.id, table.caller_index)
+                .where(table.id > last_id, table.caller_index.is_not(None))
+                .order_by(table.id)
                 .limit(batch_size)
             ).all()
             if not rows:
                 return
             for row_id, index in rows:
                 last_id = row_id
-                if index in new_indexes:
-                    continue
-                target = mapping.get(index)
-                if target is not None:
-                    report.lockouts_mapped += _rowcount(
-                        db.execute(
-                            update(KeyedIdFailure)
-                            .where(KeyedIdFailure.id == row_id, KeyedIdFailure.caller_index == index)
-                            .values(caller_index=target)
-                        )
-                    )
-                else:
-                    report.lockouts_deleted += _rowcount(
-                        db.execute(
-                            delete(KeyedIdFailure).where(
-                                KeyedIdFailure.id == row_id, KeyedIdFailure.caller_index == index
-                            )
-                        )
-                    )
+                if index is not None and index not in new_indexes:
+                    move(db, row_id, index)
             db.commit()
-        report.batches += 1
-        if after_batch is not None:
-            after_batch("lockouts", report.batches)
+        batch_done()
