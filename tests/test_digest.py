@@ -24,7 +24,7 @@ from app.context import Context
 from app.db import make_engine, make_sessionmaker
 from app.models import AttentionFlag, CareTeamMessage, DigestSent, Pair, Reminder, StaffUser
 from app.scheduler import _digests_safely, send_digests, start_scheduler
-from app.services.digest import Mailer
+from app.services.digest import Mailer, MailError
 from app.settings import Settings
 from ivr.vocab import ReminderState
 from tests.conftest import ALL_TEST_NUMBERS, PUBLIC_BASE_URL, SECRET, FakeClock, Programme, Staff
@@ -353,6 +353,20 @@ def test_an_unreachable_mail_server_is_logged_without_the_address_and_retried(
 
     _, url = inbox
     assert send(app, ctx, url).sent == ["nurse@clinic.example.org"]
+
+
+def test_a_password_is_never_sent_to_a_remote_server_in_the_clear(
+    monkeypatch: pytest.MonkeyPatch, inbox: tuple[Inbox, str]
+) -> None:
+    handler, url = inbox
+    # the test server offers no STARTTLS; pretend it is on another machine
+    monkeypatch.setattr(Mailer, "_loopback", lambda self: False)
+    mailer = Mailer.from_url(url.replace("smtp://", "smtp://digest:s3cret@"))
+    message = EmailMessage()
+    message["To"], message["From"], message["Subject"] = "nurse@clinic.example.org", "p@example.org", "x"
+    with pytest.raises(MailError, match="does not offer STARTTLS"):
+        mailer.send(message)
+    assert handler.received == []
 
 
 # ---------------------------------------------------------------- inside `peerline serve`

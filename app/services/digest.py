@@ -249,12 +249,21 @@ class Mailer:
                 smtp.ehlo()
                 # upgrade when offered; a relay on this machine is exempt, since the mail does
                 # not cross a network there and such relays often offer it with a self-made cert
-                if not self.tls and smtp.has_extn("starttls") and not self._loopback():
+                secure = self.tls or self._loopback()
+                if not secure and smtp.has_extn("starttls"):
                     smtp.starttls(context=ssl.create_default_context())
                     smtp.ehlo()
+                    secure = True
                 if self.user is not None:
+                    if not secure:
+                        raise MailError(
+                            f"{self.host} does not offer STARTTLS: the password is not sent in the "
+                            "clear (use smtps:// or a server that offers it)"
+                        )
                     smtp.login(self.user, self.password or "")
                 smtp.send_message(message)
+        except MailError:
+            raise
         except (smtplib.SMTPException, OSError) as exc:
             raise MailError(f"{type(exc).__name__}: {_first_line(exc)}") from exc
 
