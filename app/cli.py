@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from sqlalchemy.orm import Session
 
+from app.cli_digest import digest_cli
 from app.cli_export import export_cli
 from app.crypto import PhoneVault
 from app.db import make_engine, make_sessionmaker
@@ -42,6 +43,7 @@ cli.add_typer(pair_cli, name="pair")
 cli.add_typer(reminders_cli, name="reminders")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(export_cli, name="export")
+cli.add_typer(digest_cli, name="digest")
 
 
 def fail(message: str) -> NoReturn:

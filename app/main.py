@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import api_docs
 from app import console as console_routes
 from app.api import routes as api_routes
 from app.bodylimit import BodyLimit
@@ -158,6 +159,9 @@ def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAP
         version="0.1.0",
         description="Reciprocal peer support by telephone: webhooks, admin API and console.",
         lifespan=lifespan,
+        # served by app/api_docs.py from the bundled Swagger UI: FastAPI's pages load a CDN
+        docs_url=None,
+        redoc_url=None,
     )
     engine = make_engine(settings.database_url, **engine_kwargs)
     app.state.engine = engine
@@ -189,6 +193,7 @@ def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAP
         StaticFiles(directory=Path(console_routes.__file__).parent / "static"),
         name="static",
     )
+    api_docs.install(app)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, twiml_apology=lambda: apology_twiml(settings.support_phone_number))
     # outermost: it sees every answer, the body limit's refusals included
