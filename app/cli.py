@@ -841,6 +841,8 @@ def main() -> None:
         handler._peerline = True  # type: ignore[attr-defined]
     # each request the terminal phone sends is not news to the person holding it
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # nor are the Twilio SDK's ten lines of headers for every call a sweep places
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     cli()
 
