@@ -5,11 +5,15 @@
 #   DEMO=0        do not load the demo programme into a new database
 #   DEMO_PAIRS, DEMO_WEEKS   its size (default 24 pairs over 12 weeks)
 #   PORT, HOST    where to listen
+#   PUBLIC_BASE_URL   where it is reached (default http://localhost:$PORT), printed for a
+#                 second terminal when it is not the default
+#   PEERLINE_VENV     use that environment as it is instead of .venv (scripts/_venv.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
 ensure_venv
-export DATABASE_URL="${DATABASE_URL:-sqlite:///./peerline.db}"
+# DATABASE_URL is left to the settings (the environment, then .env, then ./peerline.db):
+# exporting a default here would silently override a database named in .env
 HOST="${HOST:-127.0.0.1}"
 PORT="${PORT:-8000}"
 # The service's own address: Twilio's signatures are checked against it, and `peerline

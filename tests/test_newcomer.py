@@ -52,10 +52,11 @@ def _cannot_run() -> str | None:
             "run.sh could reuse (PEERLINE_VENV); installing afresh needs a package index"
         )
     inside = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", "HEAD"], capture_output=True
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", "HEAD"], capture_output=True, text=True
     )
     if inside.returncode != 0:
-        return f"{ROOT} is not a git repository with a commit, so there is nothing to clone"
+        said = (inside.stderr.strip().splitlines() or ["no commit"])[0]
+        return f"git cannot read a commit to clone in {ROOT}: {said}"
     return None
 
 
@@ -85,16 +86,17 @@ def readme_command(starting: str) -> str:
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
-    """Its whole process group: run.sh execs the server, the commands start their own fakes."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        except ProcessLookupError:
-            pass
+    """Its whole process group, even once the leader has gone: run.sh execs the server, and
+    the commands serve their fakes; nothing of a run outlives it, failed or not."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return  # no process of the group is left
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 @dataclass
@@ -135,7 +137,12 @@ def newcomer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Newcomer]:
     tracked_before = _git_status(ROOT)
     base = tmp_path_factory.mktemp("newcomer")
     clone = base / "peerline"
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, capture_output=True)
+    # the commit this checkout is at, branch or detached, as CI checks it out
+    subprocess.run(["git", "-C", str(clone), "checkout", "--quiet", head], check=True, capture_output=True)
     home = base / "home"
     home.mkdir()
     port = _free_port()
