@@ -80,7 +80,11 @@ fi
 if [ -n "${PUBLIC_BASE_URL:-}" ] && [ "$PUBLIC_BASE_URL" != http://localhost:8000 ]; then
   echo "  export PUBLIC_BASE_URL=$PUBLIC_BASE_URL"
 fi
-echo "  peerline phone --from +16175550104                 # call as a demo participant"
+if [ "$fresh" = demo ]; then
+  echo "  peerline phone --from +16175550104                 # call as a demo participant"
+else
+  echo "  peerline phone --from NUMBER                       # call as a participant you enrolled"
+fi
 echo "  peerline reminders run --at +8dT14:00-05:00        # a reminder sweep 8 days from now, 2 pm US Eastern"
 echo
 exec "$VENV"/bin/peerline serve --host "$HOST" --port "$PORT"
