@@ -829,6 +829,14 @@ def phone(
         except httpx.HTTPError as exc:
             fail(f"could not reach the service at {url or settings.public_base_url}: {exc}")
         except AssertionError as exc:
+            if " answered 403:" in str(exc):
+                # signed for another address or with another token than the server checks:
+                # a second terminal in another folder, or without the PUBLIC_BASE_URL run.sh printed
+                fail(
+                    f"the service refused the call's signature (403); this terminal signs for "
+                    f"{settings.public_base_url} with the auth token of this folder: run it in the "
+                    "server's folder, with the PUBLIC_BASE_URL the server uses (run.sh prints it)"
+                )
             fail(str(exc))
     typer.echo("The call has ended.")
 
