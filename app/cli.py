@@ -590,6 +590,9 @@ def _ring_placed(settings: Settings, placed: list[Any], *, when: datetime | None
     from app.simulator.terminal_phone import TerminalParty
     from ivr.phone import masked
 
+    if len(placed) > 1:
+        # twenty rings in a row surprise nobody who was told so first
+        typer.echo(f"{len(placed)} reminder calls: each rings here in turn; n then Enter lets one ring out.")
     with httpx.Client(timeout=20) as client:
         for call in placed:
             typer.secho(f"\n☎  Peerline is calling {masked(call.to)} (a reminder)", fg=typer.colors.YELLOW)

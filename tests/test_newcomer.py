@@ -286,6 +286,8 @@ def test_a_reminder_fired_as_the_readme_says_goes_out_through_the_fake(newcomer:
     at = datetime.fromisoformat(sweep[1])
     assert at > datetime.now(UTC) + timedelta(days=7)  # the README's moment is a week ahead
     assert "Peerline is calling" in out and "have not talked in a while" in out
+    if int(sweep[2]) > 1:
+        assert f"{sweep[2]} reminder calls: each rings here in turn" in out
     assert "Your partner hears: Your Peerline partner is calling you." in out
     assert "Traceback" not in out and "twilio.http_client" not in out  # no request headers
     # the service's call log holds every call the fake placed, the answered one a contact
