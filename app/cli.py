@@ -480,6 +480,10 @@ def _local_free_url(url: str) -> str | None:
     if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost"):
         return None
     with socket.socket() as probe:
+        # probe the way uvicorn binds (SO_REUSEADDR): a closed connection the service still
+        # holds to the last fake (FIN-WAIT-2 here) must not read as "in use", or the sweep
+        # after a `peerline phone` call would find no fake and report Twilio unreachable
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((parts.hostname, parts.port or 80))
         except OSError:
@@ -487,22 +491,44 @@ def _local_free_url(url: str) -> str | None:
     return url
 
 
-def _parse_at(at: str, zone_name: str) -> datetime:
+def _parse_at(at: str, zone_name: str, now: datetime | None = None) -> datetime:
+    """The moment `--at` names: an ISO date and time, or `+Nd` days from now, optionally at a
+    time of day (`+8dT14:00-05:00`), so a documented example never goes stale."""
+    import re
+    from datetime import time, timedelta
     from zoneinfo import ZoneInfo
 
+    example = "like 2026-12-01T10:00 or +8dT14:00-05:00"
+    zone = ZoneInfo(zone_name)
+    relative = re.fullmatch(r"\+(\d{1,4})d(?:T(.+))?", at.strip())
+    if relative is not None:
+        later = (now or datetime.now(UTC)) + timedelta(days=int(relative[1]))
+        if relative[2] is None:
+            return later
+        try:
+            clock = time.fromisoformat(relative[2])
+        except ValueError:
+            fail(f"--at {at!r}: {relative[2]!r} is not a time of day {example}")
+        # that day in the zone the time is given in, so "+8dT14:00" is 14:00 there
+        where = clock.tzinfo or zone
+        return datetime.combine(later.astimezone(where).date(), clock.replace(tzinfo=None), tzinfo=where)
     try:
         moment = datetime.fromisoformat(at)
     except ValueError:
-        fail(f"--at {at!r} is not a date and time like 2026-12-01T10:00")
+        fail(f"--at {at!r} is not a date and time {example}")
     # no offset: the programme's own zone, as staff read times in the console
-    return moment.replace(tzinfo=ZoneInfo(zone_name)) if moment.tzinfo is None else moment
+    return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
 
 
 @reminders_cli.command("run")
 def reminders_run(
     at: Annotated[
         str | None,
-        typer.Option(metavar="WHEN", help="sweep as if it were this moment (no offset: PROGRAMME_TIMEZONE)"),
+        typer.Option(
+            metavar="WHEN",
+            help="sweep as if it were this moment: 2026-12-01T10:00 (no offset: PROGRAMME_TIMEZONE), "
+            "or +8d / +8dT14:00-05:00 (days from now)",
+        ),
     ] = None,
 ) -> None:
     """One reminder sweep, then exit (0 also when another sweep holds the work; 1 when every
@@ -566,6 +592,9 @@ def _ring_placed(settings: Settings, placed: list[Any], *, when: datetime | None
     from app.simulator.terminal_phone import TerminalParty
     from ivr.phone import masked
 
+    if len(placed) > 1:
+        # twenty rings in a row surprise nobody who was told so first
+        typer.echo(f"{len(placed)} reminder calls: each rings here in turn; n then Enter lets one ring out.")
     with httpx.Client(timeout=20) as client:
         for call in placed:
             typer.secho(f"\n☎  Peerline is calling {masked(call.to)} (a reminder)", fg=typer.colors.YELLOW)
@@ -651,6 +680,9 @@ def fake_twilio(
             typer.echo("The reminder call has ended.")
 
     fake.on_call = ring if answer else None
+    # said before announcing anything: uvicorn's own refusal comes after "listening on"
+    if _local_free_url(f"http://127.0.0.1:{port}") is None:
+        fail(f"port {port} is in use (a fake Twilio already running there?); --port P picks another")
     typer.echo(f"Fake Twilio listening on http://127.0.0.1:{port} (set TWILIO_API_URL to it)")
     typer.echo(f"Calls it places ring through the service at {service}")
     uvicorn.run(create_fake_twilio(fake), host="127.0.0.1", port=port, log_level="warning")
@@ -802,14 +834,28 @@ def phone(
         except httpx.HTTPError as exc:
             fail(f"could not reach the service at {url or settings.public_base_url}: {exc}")
         except AssertionError as exc:
+            if " answered 403:" in str(exc):
+                # signed for another address or with another token than the server checks:
+                # a second terminal in another folder, or without the PUBLIC_BASE_URL run.sh printed
+                fail(
+                    f"the service refused the call's signature (403); this terminal signs for "
+                    f"{settings.public_base_url} with the auth token of this folder: run it in the "
+                    "server's folder, with the PUBLIC_BASE_URL the server uses (run.sh prints it)"
+                )
             fail(str(exc))
     typer.echo("The call has ended.")
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    # marked as app.logs marks its own, so `peerline serve`'s handler replaces this one
+    # instead of joining it: otherwise every line of the server's log is printed twice
+    for handler in logging.getLogger().handlers:
+        handler._peerline = True  # type: ignore[attr-defined]
     # each request the terminal phone sends is not news to the person holding it
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # nor are the Twilio SDK's ten lines of headers for every call a sweep places
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     cli()
 

@@ -175,3 +175,19 @@ def test_the_running_fake_stays_up_and_prints_no_traceback(tmp_path: Path) -> No
     assert errors[0].startswith(f"error: could not reach the service at {nowhere} (")
     assert "Traceback" not in out.read_text() + err.read_text()
     assert "Peerline is calling" in out.read_text()
+
+
+def test_a_port_in_use_is_one_line_before_anything_is_announced(
+    monkeypatch: pytest.MonkeyPatch, configure: Callable[[str], None]
+) -> None:
+    configure(PUBLIC_BASE_URL)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_fake(monkeypatch, ["--port", str(port)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: port {port} is in use (a fake Twilio already running there?); --port P picks another"
+    )
+    assert "listening" not in result.stdout and "Traceback" not in result.output
