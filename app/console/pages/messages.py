@@ -61,7 +61,7 @@ def handle_message(
         # a message that is not there is not there to handle: back to the inbox, as after a double post
         return go(request, who, "/console/messages")
     note = form.get("note", "")
-    if (refusal := note_too_long(request, note)) is not None:
+    if (refusal := note_too_long(request, note, who)) is not None:
         return refusal
     if care.mark_handled(message, by=who.email, now=who.ctx.clock(), note=note):
         who.audit(db, Action.MESSAGE_HANDLE, f"message:{message.id}")
@@ -117,7 +117,7 @@ def message_recording(request: Request, who: Nurse, db: SessionDep, message_id: 
     try:
         message = care.get_message(db, message_id)
     except NotFound:
-        return error_page(request, 404, "No such message", f"There is no message {message_id}.")
+        return error_page(request, 404, "No such message", f"There is no message {message_id}.", who)
     who.audit(db, Action.MESSAGE_LISTEN, f"message:{message.id}")
     settings = who.ctx.settings
     # opened as a page (the "open the recording" link) rather than by the player

@@ -120,7 +120,7 @@ def pair_page(request: Request, who: Nurse, db: SessionDep, pair_id: ConsoleId) 
     try:
         pair = participants.get_pair(db, pair_id)
     except NotFound:
-        return error_page(request, 404, "No such pair", f"There is no pair {pair_id}.")
+        return error_page(request, 404, "No such pair", f"There is no pair {pair_id}.", who)
     (row,) = pair_overview.pair_rows(
         db, [pair], ctx.clock(), ctx.policy.contact_period, zone(ctx.settings.programme_timezone)
     )
@@ -159,6 +159,7 @@ def pair_notes(
             "These notes are too long",
             f"Notes hold at most {NOTES_LENGTH:,} characters; these had {len(notes):,}. "
             "Go back, shorten them and save again.",
+            who,
         )
     pair.notes = notes
     who.audit(db, Action.PAIR_NOTES, f"pair:{pair.id}")

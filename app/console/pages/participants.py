@@ -151,7 +151,9 @@ def participant_page(
     try:
         person = participants.get(db, participant_id)
     except NotFound:
-        return error_page(request, 404, "No such participant", f"There is no participant {participant_id}.")
+        return error_page(
+            request, 404, "No such participant", f"There is no participant {participant_id}.", who
+        )
     values = {
         "name": person.name,
         "timezone": person.timezone,
