@@ -137,7 +137,7 @@ def _participant_page(
         phone=_phone(who, person),
         values=values,
         errors=errors,
-        zones=zones(),
+        zones=zones(person.timezone),
         created=created,
         history=history,
         names=pair_overview.names_for_pairs(db, [p.id for p in history]),
