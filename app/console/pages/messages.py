@@ -44,7 +44,12 @@ def messages_page(
         who,
         "messages.html",
         messages=found.rows,
-        people=queries.participants_by_id(db, [m.participant_id for m in found if m.participant_id]),
+        # the callers and whom they called, so "did not press 1" says who did not
+        people=queries.participants_by_id(
+            db,
+            [m.participant_id for m in found if m.participant_id]
+            + [i for c in calls.values() for i in (c.initiator_id, c.callee_id) if i],
+        ),
         calls=calls,
         show=show,
         next_cursor=cursor_after(found.next_key),
