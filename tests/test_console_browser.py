@@ -180,7 +180,7 @@ def test_staff_enrol_and_pair_then_a_call_shows_on_the_pair_page(page: object, l
     assert "+16175550101" in p.locator("table").inner_text()  # type: ignore[attr-defined]
     shot(p, "07-participants")
     p.goto(f"{live.url}/console/")  # type: ignore[attr-defined]
-    assert "1 of 1" in p.locator(".tiles").inner_text()  # type: ignore[attr-defined]
+    assert "(1 of 1; Nov 10 – Nov 17)" in p.locator(".tiles").inner_text()  # type: ignore[attr-defined]
     shot(p, "02-today")
 
 

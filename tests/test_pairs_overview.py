@@ -208,3 +208,17 @@ def test_the_pair_page_names_its_period_without_a_stray_space(
     pair = a_pair_made(programme, clock, 20, ("Ana", ANA), ("Bea", BEA))
     html = console.http.get(f"/console/pairs/{pair}").text
     assert "(Nov 10 – Nov 17)" in html
+
+
+def test_the_api_filters_pairs_by_days_since_contact_as_the_console_does(
+    client: object, staff: Staff, programme: Programme, clock: FakeClock
+) -> None:
+    recent = a_pair_made(programme, clock, 40, ("Ana", ANA), ("Bea", BEA))
+    contact(programme, recent, clock() - timedelta(days=3), 90, by=1)
+    quiet = a_pair_made(programme, clock, 9, ("Cal", CAL), ("Dee", DEE))
+    listed = client.get("/api/v1/pairs?days_since_contact=7", headers=staff["nurse"]).json()  # type: ignore[attr-defined]
+    assert [p["id"] for p in listed["items"]] == [quiet] and listed["items"][0]["days_since_contact"] == 9
+    everyone = client.get("/api/v1/pairs?days_since_contact=0", headers=staff["nurse"]).json()  # type: ignore[attr-defined]
+    assert len(everyone["items"]) == 2
+    refused = client.get("/api/v1/pairs?days_since_contact=-1", headers=staff["nurse"])  # type: ignore[attr-defined]
+    assert refused.status_code == 422

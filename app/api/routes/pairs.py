@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
 
 from app.api import convert, schemas
@@ -57,9 +60,24 @@ def list_pairs(
     page: Paging,
     active: bool | None = None,
     participant_id: QueryId = None,
+    days_since_contact: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=3650,
+            description="only pairs without a contact (nor pairing) for at least this many days",
+        ),
+    ] = None,
 ) -> schemas.PageOut[schemas.PairOut]:
+    # the console's "days since last contact" filter, with the same field name as each pair's figure
+    quiet_before = actor.ctx.clock() - timedelta(days=days_since_contact) if days_since_contact else None
     found = queries.pairs(
-        db, active=active, participant_id=participant_id, after=page.after(), limit=page.limit
+        db,
+        active=active,
+        participant_id=participant_id,
+        quiet_before=quiet_before,
+        after=page.after(),
+        limit=page.limit,
     )
     actor.audit(db, Action.PAIRS_READ, f"{len(found)} pairs")
     return page_out(found, pairs_out(db, found.rows, actor))
