@@ -235,7 +235,8 @@ def install(app: FastAPI) -> None:
     async def service_error(request: Request, exc: Exception) -> Response:
         """A service's refusal on a console page (a pair that is gone, say) as a page; elsewhere
         the API's JSON, as app.main answers every other ServiceError."""
-        assert isinstance(exc, ServiceError)
+        if not isinstance(exc, ServiceError):  # registered for its subclasses only
+            raise exc
         if not _console(request):
             # whatever app.main answers for every other ServiceError: one shape for the API
             general = request.app.exception_handlers.get(ServiceError)
