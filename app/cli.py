@@ -25,6 +25,7 @@ from app.services import participants as participant_service
 from app.services.audit import Action
 from app.services.errors import ServiceError
 from app.settings import ConfigError, Settings, get_settings
+from ivr.quiet_hours import zone
 from ivr.vocab import SUPPORTED_LANGUAGES, UnsupportedLanguage, language_of
 
 cli = typer.Typer(
@@ -47,8 +48,20 @@ cli.add_typer(digest_cli, name="digest")
 
 
 def fail(message: str) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    # pydantic's "Value error, " says which Python exception it caught, not what is wrong
+    typer.secho(f"error: {message.replace('Value error, ', '')}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
+
+
+def in_their_words(message: str, words: dict[str, str]) -> str:
+    """A service's "quiet_hours: …" in the words the user typed: "--quiet-hours: …".
+
+    Services name fields as the API does; at the command line the same field is an option
+    (or an argument), and an error should point at what the person can change."""
+    field, sep, rest = message.partition(": ")
+    if not sep or field not in words:
+        return message
+    return f"{words[field]}: {rest}" if words[field] else rest
 
 
 def settings_or_fail() -> Settings:
@@ -59,10 +72,11 @@ def settings_or_fail() -> Settings:
 
 
 @contextmanager
-def session() -> Iterator[tuple[Session, Settings, PhoneVault]]:
+def session(words: dict[str, str] | None = None) -> Iterator[tuple[Session, Settings, PhoneVault]]:
     """One transaction per command, as the API has one per request: committed when the
     command's block ends, rolled back when it fails, so a refused command leaves no trace
-    but its error line. Print what was made after the block, once it is stored."""
+    but its error line. Print what was made after the block, once it is stored. `words`
+    maps the services' field names to the command's options (see in_their_words)."""
     settings = settings_or_fail()
     engine = make_engine(settings.database_url)
     try:
@@ -70,7 +84,7 @@ def session() -> Iterator[tuple[Session, Settings, PhoneVault]]:
             yield db, settings, PhoneVault.from_secret(settings.secret_key, settings.secret_key_previous)
             db.commit()
     except ServiceError as exc:
-        fail(str(exc))
+        fail(in_their_words(str(exc), words or {}))
     except Exception as exc:  # a readable line, never a traceback
         if isinstance(exc, typer.Exit):
             raise
@@ -114,6 +128,41 @@ def pair_json(pair: Pair) -> dict[str, Any]:
         "ended_at": pair.ended_at.isoformat() if pair.ended_at else None,
         "last_contact_at": pair.last_contact_at.isoformat() if pair.last_contact_at else None,
     }
+
+
+def table(header: list[str], rows: list[list[str]], empty: str) -> None:
+    """A list as tab-separated columns under a header (`column -t -s $'\t'` aligns them, and
+    `cut -f` still picks one); `empty` says so in words when there is nothing to list."""
+    if not rows:
+        typer.echo(empty)
+        return
+    for line in (header, *rows):
+        typer.echo("\t".join(line))
+
+
+def local_time(moment: datetime | None, settings: Settings, never: str = "never") -> str:
+    """A stored time in the programme's zone, with the zone said: "2026-11-17 15:00 EST"."""
+    if moment is None:
+        return never
+    return moment.astimezone(zone(settings.programme_timezone)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def named(person_id: int | None, people: dict[int, Participant]) -> str:
+    """A participant as "Ana (#1)": the name a person knows beside the id a command takes."""
+    if person_id is None:
+        return "-"
+    person = people.get(person_id)
+    return f"{person.name} (#{person_id})" if person is not None else f"#{person_id}"
+
+
+# services' field names as `participant add` spells its options
+ENROL_WORDS = {
+    "name": "--name",
+    "phone": "--phone",
+    "timezone": "--timezone",
+    "quiet_hours": "--quiet-hours",
+    "language": "--language",
+}
 
 
 def emit(record: dict[str, Any], as_json: bool, summary: str) -> None:
@@ -245,7 +294,7 @@ def participant_add(
         language = language_of(language).value
     except UnsupportedLanguage as exc:
         fail(f"--language: {exc}")
-    with session() as (db, settings, vault):
+    with session(ENROL_WORDS) as (db, settings, vault):
         person = participant_service.enrol(
             db,
             vault,
@@ -264,13 +313,28 @@ def participant_add(
 
 @participant_cli.command("list")
 def participant_list() -> None:
-    """List participants: id, name, status, pair, time zone, quiet hours."""
+    """List participants: id, name, status, pair and partner, time zone, quiet hours, language."""
     with session() as (db, _settings, _vault):
         found = queries.all_participants(db)
+        pairs = queries.pairs_by_id(db, [p.active_pair_id for p in found if p.active_pair_id])
+        people = {p.id: p for p in found}
         _audit(db, Action.PARTICIPANTS_READ, f"{len(found)} participants")
-    for p in found:
-        pair = p.active_pair_id or "-"
-        typer.echo(f"{p.id}\t{p.name}\t{p.status}\tpair {pair}\t{p.timezone}\t{p.quiet_hours or ''}")
+
+    def pair_of(p: Participant) -> str:
+        pair = pairs.get(p.active_pair_id) if p.active_pair_id else None
+        if pair is None:
+            return "no pair"
+        partner = pair.participant_b_id if pair.participant_a_id == p.id else pair.participant_a_id
+        return f"pair {pair.id} with {named(partner, people)}"
+
+    table(
+        ["ID", "NAME", "STATUS", "PAIR", "TIME ZONE", "QUIET HOURS", "LANGUAGE"],
+        [
+            [str(p.id), p.name, p.status, pair_of(p), p.timezone, p.quiet_hours or "-", p.language]
+            for p in found
+        ],
+        "No participants yet: `peerline participant add` enrols one.",
+    )
 
 
 @participant_cli.command("remove")
@@ -290,7 +354,9 @@ def participant_remove(
             f"Erase the phone number of participant {participant_id} ({name}) and every trace of it, end "
             "their pair and cancel their reminders? Call records stay, without any number."
         ):
-            fail("nothing was removed")
+            # a "no" is an answer, not an error: nothing failed, so the exit status is 0
+            typer.echo("nothing was removed")
+            return
     with session() as (db, _settings, vault):
         person = participant_service.remove(
             db, vault, participant_service.get(db, participant_id), now=datetime.now(UTC)
@@ -306,7 +372,8 @@ def pair_add(
     as_json: Annotated[bool, typer.Option("--json", help="print the whole record")] = False,
 ) -> None:
     """Pair two participants; prints the new pair id on the last line."""
-    with session() as (db, _settings, _vault):
+    # "participant_ids: …" names the API's field; here the two ids are the arguments themselves
+    with session({"participant_ids": ""}) as (db, _settings, _vault):
         pair = participant_service.make_pair(db, first, second, now=datetime.now(UTC))
         _audit(db, Action.PAIR_CREATE, f"pair:{pair.id}")
         record = pair_json(pair)
@@ -317,17 +384,27 @@ def pair_add(
 def pair_list(
     active_only: Annotated[bool, typer.Option("--active", help="only active pairs")] = False,
 ) -> None:
-    """List pairs: id, partners, since, last contact, ended."""
-    with session() as (db, _settings, _vault):
+    """List pairs: id, partners (names and ids), since, last contact, active or ended."""
+    with session() as (db, settings, _vault):
         found = queries.all_pairs(db, active_only=active_only)
-        _audit(db, Action.PAIRS_READ, f"{len(found)} pairs")
-    for p in found:
-        last = p.last_contact_at.strftime("%Y-%m-%d") if p.last_contact_at else "never"
-        ended = f"ended {p.ended_at:%Y-%m-%d}" if p.ended_at else "active"
-        typer.echo(
-            f"{p.id}\t{p.participant_a_id} & {p.participant_b_id}\tsince {p.started_at:%Y-%m-%d}"
-            f"\tlast contact {last}\t{ended}"
+        people = queries.participants_by_id(
+            db, [i for p in found for i in (p.participant_a_id, p.participant_b_id)]
         )
+        _audit(db, Action.PAIRS_READ, f"{len(found)} pairs")
+    table(
+        ["ID", "PARTNERS", "SINCE", "LAST CONTACT", "STATUS"],
+        [
+            [
+                str(p.id),
+                f"{named(p.participant_a_id, people)} & {named(p.participant_b_id, people)}",
+                local_time(p.started_at, settings),
+                local_time(p.last_contact_at, settings),
+                f"ended {local_time(p.ended_at, settings)}" if p.ended_at else "active",
+            ]
+            for p in found
+        ],
+        "No active pairs." if active_only else "No pairs yet: `peerline pair add ID ID` makes one.",
+    )
 
 
 @pair_cli.command("end")
@@ -346,17 +423,32 @@ def calls_list(
     pair: Annotated[int | None, typer.Option("--pair", help="only this pair's calls")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
 ) -> None:
-    """The call log, newest first: when, kind, who called, talk time, outcome."""
-    with session() as (db, _settings, _vault):
+    """The call log, newest first: when, kind, pair, who called, talk time, what happened."""
+    from app.services import labels
+
+    with session() as (db, settings, _vault):
         if pair is not None:
             participant_service.get_pair(db, pair)
         found = queries.calls(db, pair_id=pair, limit=limit)
+        people = queries.participants_by_id(db, [c.initiator_id for c in found if c.initiator_id])
+        what = {c.id: labels.call_label(c) for c in found}
         _audit(db, Action.CALLS_READ, f"pair:{pair}" if pair is not None else "all")
-    for c in found:
-        typer.echo(
-            f"{c.id}\t{c.started_at:%Y-%m-%d %H:%M}\t{c.kind}\tpair {c.pair_id or '-'}"
-            f"\tby {c.initiator_id or '-'}\t{c.duration_seconds or 0}s\t{c.outcome}"
-        )
+    table(
+        ["ID", "STARTED", "KIND", "PAIR", "CALLER", "TALK", "WHAT HAPPENED"],
+        [
+            [
+                str(c.id),
+                local_time(c.started_at, settings),
+                str(c.kind),
+                str(c.pair_id or "-"),
+                c.staff_initiator or named(c.initiator_id, people),
+                labels.duration(c.duration_seconds) if c.duration_seconds else "-",
+                what[c.id],
+            ]
+            for c in found
+        ],
+        "No calls yet." if pair is None else f"No calls for pair {pair} yet.",
+    )
 
 
 # ---------------------------------------------------------------- staff accounts
@@ -404,7 +496,7 @@ def user_add(
         address = staff.normalise_email(email)
         staff.parse_role(role)
     except ServiceError as exc:
-        fail(str(exc))
+        fail(in_their_words(str(exc), {"role": "--role"}))
     password = _new_password(password_stdin, address)
     # hashed before the transaction opens: on SQLite an open one holds the writer lock
     password_hash = staff.hash_password(password)
@@ -425,12 +517,23 @@ def user_add(
 @user_cli.command("list")
 def user_list() -> None:
     """List staff accounts: id, email, role, active or disabled, created."""
-    with session() as (db, _settings, _vault):
+    with session() as (db, settings, _vault):
         found = queries.all_users(db)
         _audit(db, Action.USERS_READ, f"{len(found)} accounts")
-    for u in found:
-        status = f"disabled {u.disabled_at:%Y-%m-%d}" if u.disabled_at else "active"
-        typer.echo(f"{u.id}\t{u.email}\t{u.role}\t{status}\tsince {u.created_at:%Y-%m-%d}")
+    table(
+        ["ID", "EMAIL", "ROLE", "STATUS", "CREATED"],
+        [
+            [
+                str(u.id),
+                u.email,
+                u.role,
+                f"disabled {local_time(u.disabled_at, settings)}" if u.disabled_at else "active",
+                local_time(u.created_at, settings),
+            ]
+            for u in found
+        ],
+        "No staff accounts yet: `peerline user add EMAIL --role admin` makes the first.",
+    )
 
 
 @user_cli.command("disable")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -18,7 +18,7 @@ from app.services import staff
 from app.settings import Settings
 from app.simulator.fake_twilio import FakeTwilio
 from app.simulator.telephone import Scripted, Telephone
-from tests.conftest import ANA, BEA, PROGRAMME_NUMBER, SECRET, FakeClock, ServerThread
+from tests.conftest import ANA, BEA, CAL, DEE, PROGRAMME_NUMBER, SECRET, FakeClock, ServerThread
 
 CHROMIUM = "/usr/bin/chromium"
 # a git-ignored build folder: running the tests never changes a tracked file;
@@ -180,7 +180,7 @@ def test_staff_enrol_and_pair_then_a_call_shows_on_the_pair_page(page: object, l
     assert "+16175550101" in p.locator("table").inner_text()  # type: ignore[attr-defined]
     shot(p, "07-participants")
     p.goto(f"{live.url}/console/")  # type: ignore[attr-defined]
-    assert "1 of 1" in p.locator(".tiles").inner_text()  # type: ignore[attr-defined]
+    assert "(1 of 1; Nov 10 – Nov 17)" in p.locator(".tiles").inner_text()  # type: ignore[attr-defined]
     shot(p, "02-today")
 
 
@@ -351,3 +351,207 @@ def test_pages_fit_the_window_at_200_percent_zoom_and_work_by_keyboard(browser: 
         shot(p, "13-messages-at-200-percent-zoom")
     finally:
         context.close()
+
+
+# ---------------------------------------------------------------- issue 14: nurses act from the console
+
+NURSE_PHONE = "+16175550107"
+
+
+def _no_number_in(html: str, *numbers: str) -> None:
+    """No phone number in any spelling a page might use: E.164, national, dashed, bare digits."""
+    for number in numbers:
+        digits = number[-10:]
+        spellings = (
+            number,
+            digits,
+            f"{digits[:3]}-{digits[3:6]}-{digits[6:]}",
+            f"{digits[3:6]}-{digits[6:]}",
+        )
+        assert not any(s in html for s in spellings), f"a number ending {digits[-2:]} is on the page"
+    assert "555" not in html, "part of a phone number is on the page"
+
+
+def _wait_for(predicate: object, timeout: float = 5.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def _programme_with_a_message_and_a_flag(live: Live) -> int:
+    """Ana (in Chicago, an hour behind the programme) and Bea in Boston: one talk, one call Bea
+    did not take, a message Ana left for the care team, and the pair on the attention list."""
+    from app.models import AttentionFlag
+    from app.services import participants
+
+    with live.app.state.sessionmaker() as db:
+        vault = live.app.state.context.vault
+        ana = participants.enrol(
+            db, vault, name="Ana", phone=ANA, timezone="America/Chicago", quiet_hours=None, now=live.clock()
+        )
+        bea = participants.enrol(
+            db, vault, name="Bea", phone=BEA, timezone="America/New_York", quiet_hours=None, now=live.clock()
+        )
+        pair = participants.make_pair(db, ana.id, bea.id, now=live.clock())
+        # a pair made three weeks ago that has never talked: quiet
+        cal = participants.enrol(
+            db, vault, name="Cal", phone=CAL, timezone="America/New_York", quiet_hours=None, now=live.clock()
+        )
+        dee = participants.enrol(
+            db, vault, name="Dee", phone=DEE, timezone="America/New_York", quiet_hours=None, now=live.clock()
+        )
+        participants.make_pair(db, cal.id, dee.id, now=live.clock() - timedelta(days=21))
+        db.commit()
+        pair_id = pair.id
+    live.clock.now = live.clock.now.replace(hour=15)
+    live.phone.call(ANA, Scripted(talk_seconds=90), Scripted(["1"]))
+    live.clock.advance(hours=2)
+    # Bea's phone rings and she says nothing: she did not press 1; Ana leaves a message then
+    live.phone.call(ANA, Scripted(["1"], message_seconds=25), Scripted())
+    live.clock.advance(hours=3)
+    with live.app.state.sessionmaker() as db:
+        db.add(
+            AttentionFlag(
+                pair_id=pair_id,
+                period_start=live.clock(),
+                raised_at=live.clock(),
+                reason="no contact for 2 weeks; 4 reminder calls unanswered",
+            )
+        )
+        db.commit()
+    return pair_id
+
+
+def test_a_nurse_calls_back_from_a_message_clears_a_flag_and_reads_local_times_and_honest_labels(
+    page: object, live: Live, fake_twilio: FakeTwilio
+) -> None:
+    pair = _programme_with_a_message_and_a_flag(live)
+    fake_twilio.calls.clear()  # the partner legs of the calls above: only the nurse's call counts now
+    p = page
+    sign_in(p, live, "nurse")
+    p.goto(f"{live.url}/console/account")  # type: ignore[attr-defined]
+    p.get_by_label("Your phone number").fill("(617) 555-0107")  # type: ignore[attr-defined]
+    p.get_by_role("button", name="Save phone").click()  # type: ignore[attr-defined]
+    assert "••07" in p.locator("main").inner_text()  # type: ignore[attr-defined]
+
+    # the inbox: who left it, during which call, when in her own time, and a Call button
+    p.goto(f"{live.url}/console/messages")  # type: ignore[attr-defined]
+    card = p.locator("li.message").first  # type: ignore[attr-defined]
+    text = card.inner_text()
+    assert "Ana" in text and "25 seconds" in text and "Ana’s time" in text, text
+    assert "Ana → Bea: did not press 1" in text, "the call it was left in says who did not answer"
+    _no_number_in(p.content(), ANA, BEA, NURSE_PHONE)  # type: ignore[attr-defined]
+    shot(p, "14-messages-call-back")
+
+    card.get_by_role("button", name="Call Ana").click()
+    assert "Your phone is ringing now" in p.locator("main").inner_text()  # type: ignore[attr-defined]
+    _no_number_in(p.content(), ANA, NURSE_PHONE)  # type: ignore[attr-defined]
+    (to_nurse,) = fake_twilio.calls
+    assert to_nurse.to == NURSE_PHONE and to_nurse.from_ == PROGRAMME_NUMBER
+    # the nurse answers and presses 1: only then is Ana's phone rung, also from the programme
+    base = {
+        "CallSid": to_nurse.sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": PROGRAMME_NUMBER,
+        "To": NURSE_PHONE,
+    }
+    heard = live.phone.post(to_nurse.url, base)
+    assert "connecting you to Ana" in heard.text and ANA not in heard.text
+    live.phone.post(to_nurse.url.replace("/staff?", "/staff-answer?"), {**base, "Digits": "1"})
+    _wait_for(lambda: len(fake_twilio.calls) == 2)
+    to_ana = fake_twilio.calls[1]
+    assert to_ana.to == ANA and to_ana.from_ == PROGRAMME_NUMBER
+    ana_leg = {"CallSid": to_ana.sid, "AccountSid": base["AccountSid"], "From": PROGRAMME_NUMBER, "To": ANA}
+    live.phone.post(to_ana.url, ana_leg)
+    live.phone.post(to_ana.status_callback or "", {**ana_leg, "CallStatus": "in-progress"})
+    live.phone.post(
+        to_ana.status_callback or "", {**ana_leg, "CallStatus": "completed", "CallDuration": "190"}
+    )
+    live.phone.post(
+        to_nurse.status_callback or "", {**base, "CallStatus": "completed", "CallDuration": "200"}
+    )
+
+    p.goto(f"{live.url}/console/messages")  # type: ignore[attr-defined]
+    card = p.locator("li.message").first  # type: ignore[attr-defined]
+    card.get_by_label("What did you do? (optional)").fill("Called Ana back; she is fine")
+    card.get_by_role("button", name="Mark handled").click()
+    p.goto(f"{live.url}/console/messages?show=handled")  # type: ignore[attr-defined]
+    handled = p.locator("li.message").first.inner_text()  # type: ignore[attr-defined]
+    assert "Handled by nurse@clinic.example.org" in handled and "Called Ana back; she is fine" in handled
+
+    # the pairs list, while the flag is open: which pair is quiet, which is flagged, and why
+    p.goto(f"{live.url}/console/pairs?sort=quietest")  # type: ignore[attr-defined]
+    assert "Contacts this period" in p.locator("thead").inner_text()  # type: ignore[attr-defined]
+    assert "this week" in p.locator("thead").inner_text()  # type: ignore[attr-defined]
+    legend = p.get_by_label("What the marks mean").inner_text()  # type: ignore[attr-defined]
+    assert "quiet" in legend and "flagged" in legend
+    cal_and_dee, ana_and_bea = p.locator("tbody tr").all_inner_texts()  # type: ignore[attr-defined]
+    assert "quiet" in cal_and_dee and "paired 21 days ago" in cal_and_dee
+    assert "flagged" in ana_and_bea and "1 min 30 s" in ana_and_bea and "today" in ana_and_bea
+    _no_number_in(p.content(), ANA, BEA, CAL, DEE)  # type: ignore[attr-defined]
+    shot(p, "17-pairs-with-legend")
+
+    # the attention list: a nurse clears the flag with a note
+    p.goto(f"{live.url}/console/attention")  # type: ignore[attr-defined]
+    assert "4 reminder calls unanswered" in p.locator("main").inner_text()  # type: ignore[attr-defined]
+    _no_number_in(p.content(), ANA, BEA, NURSE_PHONE)  # type: ignore[attr-defined]
+    shot(p, "15-attention")
+    p.get_by_label("What did you do?").fill("Called Ana; they will try on Sunday")  # type: ignore[attr-defined]
+    p.get_by_role("button", name="Mark reached out").click()  # type: ignore[attr-defined]
+    assert "No pair needs attention" in p.locator("main").inner_text()  # type: ignore[attr-defined]
+
+    # the pair page: honest labels, her own time beside the programme's, the note and who
+    p.goto(f"{live.url}/console/pairs/{pair}")  # type: ignore[attr-defined]
+    main = p.locator("main").inner_text()  # type: ignore[attr-defined]
+    calls = p.locator("section", has=p.get_by_role("heading", name="Calls")).inner_text()  # type: ignore[attr-defined]
+    assert "talked 1 min 30 s" in calls and "did not press 1" in calls
+    assert (
+        "care-team call" in calls
+        and "nurse@clinic.example.org → Ana" in calls
+        and "talked 3 min 10 s" in calls
+    )
+    assert "Tue Nov 17, 2026 15:00 EST" in calls and "14:00 Ana’s time" in calls
+    history = p.locator("section", has=p.get_by_role("heading", name="Attention history")).inner_text()  # type: ignore[attr-defined]
+    assert "by nurse@clinic.example.org" in history and "Called Ana; they will try on Sunday" in history
+    assert "(Nov 10 – Nov 17)" in main
+    _no_number_in(p.content(), ANA, BEA, NURSE_PHONE)  # type: ignore[attr-defined]
+    shot(p, "16-pair-after-outreach")
+
+    response = p.goto(f"{live.url}/console/pairs/999")  # type: ignore[attr-defined]
+    assert response.status == 404
+    assert "Pairs" in p.get_by_role("navigation", name="Main").inner_text()  # type: ignore[attr-defined]
+    shot(p, "18-error-page-keeps-the-menu")
+
+
+def test_staff_without_a_phone_who_press_call_are_told_to_add_one(
+    page: object, live: Live, fake_twilio: FakeTwilio
+) -> None:
+    from app.services import participants
+
+    with live.app.state.sessionmaker() as db:
+        participants.enrol(
+            db,
+            live.app.state.context.vault,
+            name="Ana",
+            phone=ANA,
+            timezone="America/Chicago",
+            quiet_hours=None,
+            now=live.clock(),
+        )
+        db.commit()
+    p = page
+    sign_in(p, live, "staff")
+    p.goto(f"{live.url}/console/participants/1")  # type: ignore[attr-defined]
+    p.get_by_role("button", name="Call Ana").click()  # type: ignore[attr-defined]
+    alert = p.get_by_role("alert").inner_text()  # type: ignore[attr-defined]
+    assert "Add your own phone number first" in alert
+    assert fake_twilio.calls == [], "nothing was rung"
+    shot(p, "19-call-needs-your-phone")
+    p.get_by_role("link", name="Add your phone on your account page").click()  # type: ignore[attr-defined]
+    p.wait_for_url(f"{live.url}/console/account#phone")  # type: ignore[attr-defined]
+    assert p.get_by_label("Your phone number").is_visible()  # type: ignore[attr-defined]

@@ -79,14 +79,39 @@ class PairIn(In):
     notes: str = Field(default="", max_length=5000)
 
 
+class PartnerOut(BaseModel):
+    id: int
+    name: str | None = Field(description="null when the participant's row is gone")
+    side: Literal["a", "b"] = Field(description="a: the pair's first participant_ids entry, b: the second")
+
+
 class PairOut(BaseModel):
     id: int
     participant_ids: list[int]
     started_at: datetime
     ended_at: datetime | None
     last_contact_at: datetime | None
-    calls_this_period: int
+    calls_this_period: int = Field(
+        description="every call started within the contact period that ends now, attempts included "
+        "(kept for compatibility; the console's figure is contacts_this_period)"
+    )
     notes: str
+    contacts_this_period: int = Field(
+        default=0,
+        description="contacts accepted within the contact period that ends now: the console's "
+        '"contacts this period"',
+    )
+    talk_seconds_this_period: int = Field(default=0, description="those contacts' talk time")
+    period_start: datetime | None = Field(
+        default=None, description="the contact period these figures count: from period_start to period_end"
+    )
+    period_end: datetime | None = None
+    days_since_contact: int | None = Field(
+        default=None, description="whole days since the last contact, or since pairing when none"
+    )
+    partners: list[PartnerOut] = Field(
+        default_factory=list, description="the two partners, in participant_ids order, with their names"
+    )
 
 
 class CallOut(BaseModel):
@@ -176,6 +201,11 @@ class WeekOut(BaseModel):
     week_start: datetime
     contacts: int
     minutes: float
+    week_end: datetime | None = Field(
+        default=None,
+        description="programme figures: the next Monday 00:00 in PROGRAMME_TIMEZONE (the week is "
+        "[week_start, week_end), both given in that zone)",
+    )
 
 
 class PairStatsOut(BaseModel):

@@ -8,6 +8,7 @@ from fastapi import Request
 
 from app.api.pagination import MAX_ID
 from app.services.errors import ServiceError
+from app.services.zones import is_place
 from ivr.quiet_hours import known_zones
 from ivr.vocab import SUPPORTED_LANGUAGES
 
@@ -75,12 +76,13 @@ def safe_next(next_path: str | None) -> str:
     return "/console/"
 
 
-def zones() -> list[str]:
-    """Time-zone choices: the programme's usual zones first, then every other real one."""
-    rest = sorted(
-        z for z in known_zones() if "/" in z and not z.startswith(("Etc/", "SystemV/", "posix/", "right/"))
-    )
-    return [*COMMON_ZONES, "UTC", *[z for z in rest if z not in COMMON_ZONES]]
+def zones(current: str | None = None) -> list[str]:
+    """Time-zone choices: the programme's usual zones first, then every other place (never a
+    fixed offset or an old alias: services/zones.py). A participant's `current` zone from before
+    that rule is offered first, so an edit never silently moves them to another zone."""
+    rest = sorted(z for z in known_zones() if is_place(z) and not z.startswith(("posix/", "right/")))
+    choices = [*COMMON_ZONES, "UTC", *[z for z in rest if z not in COMMON_ZONES and z != "UTC"]]
+    return [current, *choices] if current and current not in choices else choices
 
 
 def field_errors(*problems: ServiceError) -> dict[str, str]:
@@ -106,6 +108,9 @@ def _field_error(exc: ServiceError) -> dict[str, str]:
     }
     if field == "name":
         plain["name"] = "Enter a name or alias." if "empty" in message else message.capitalize() + "."
+    if field == "timezone" and "use the place" in message:
+        # a fixed offset or an old alias: say so, and which place to choose instead
+        plain["timezone"] = f"Time zone {message}."
     return {
         field: plain.get(field, message)
         if "already enrolled" not in message

@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 from app.crypto import PhoneVault
 from app.models import Pair, Participant
 from app.services.errors import Conflict, Invalid, found
+from app.services.zones import place_zone
 from ivr.phone import InvalidPhoneNumber, normalise
-from ivr.quiet_hours import InvalidQuietHours, InvalidTimeZone, QuietHours, zone
+from ivr.quiet_hours import InvalidQuietHours, InvalidTimeZone, QuietHours
 from ivr.vocab import UnsupportedLanguage, language_of
 
 # the languages prompts exist in (the participant form offers these)
@@ -57,7 +58,7 @@ def enrolment_problems(
     except InvalidPhoneNumber as exc:
         problems.append(Invalid(f"phone: {exc}"))
     try:
-        zone(timezone)
+        place_zone(timezone)  # a real place: not EST, US/Eastern or Etc/GMT+5 (services/zones.py)
     except InvalidTimeZone as exc:
         problems.append(Invalid(f"timezone: {exc}"))
     if quiet_hours:
@@ -209,9 +210,10 @@ def update_details(
         if (problem := name_problem(name)) is not None:
             raise problem
         person.name = name.strip()
-    if timezone is not None:
+    if timezone is not None and timezone != person.timezone:
+        # a zone stored before the rule is kept on an edit that leaves it; a new one is a place
         try:
-            zone(timezone)
+            place_zone(timezone)
         except InvalidTimeZone as exc:
             raise Invalid(f"timezone: {exc}") from None
         person.timezone = timezone

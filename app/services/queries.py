@@ -7,10 +7,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, or_, select, tuple_
+from sqlalchemy import Select, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from app.models import AttentionFlag, AuditEvent, Call, CareTeamMessage, Pair, Participant, StaffUser
+from app.models import (
+    AttentionFlag,
+    AuditEvent,
+    Call,
+    CareTeamMessage,
+    Pair,
+    Participant,
+    StaffUser,
+    UTCDateTime,
+)
 
 R = TypeVar("R")
 
@@ -52,16 +61,27 @@ def participants(
     return keyset(db, stmt, [Participant.id], after, limit)
 
 
+def quiet_since() -> Any:
+    """The moment a pair's quiet clock started: its last contact, or its pairing when it has none."""
+    return func.coalesce(Pair.last_contact_at, Pair.started_at, type_=UTCDateTime())
+
+
 def pairs(
     db: Session,
     *,
     active: bool | None,
     participant_id: int | None,
     name: str | None = None,
+    quiet_before: datetime | None = None,
+    quietest_first: bool = False,
     after: tuple[Any, ...] | None,
     limit: int,
 ) -> Found[Pair]:
-    """Pairs, newest first; `name` keeps those with a partner whose name contains it."""
+    """Pairs, newest first; `name` keeps those with a partner whose name contains it;
+    `quiet_before` those with no contact since that moment (nor pairing).
+
+    `quietest_first` orders by how long the pair has gone without a contact, longest first;
+    the keyset is then (quiet since, id), ascending, and `after` is that pair of values."""
     stmt = select(Pair)
     if active is True:
         stmt = stmt.where(Pair.ended_at.is_(None))
@@ -74,7 +94,17 @@ def pairs(
     if name:
         matching = select(Participant.id).where(Participant.name.ilike(f"%{name}%"))
         stmt = stmt.where(or_(Pair.participant_a_id.in_(matching), Pair.participant_b_id.in_(matching)))
-    return keyset(db, stmt, [Pair.id], after, limit)
+    if quiet_before is not None:
+        stmt = stmt.where(quiet_since() <= literal(quiet_before, UTCDateTime()))
+    if not quietest_first:
+        return keyset(db, stmt, [Pair.id], after, limit)
+    if after is not None:
+        stmt = stmt.where(tuple_(quiet_since(), Pair.id) > tuple_(literal(after[0], UTCDateTime()), after[1]))
+    rows = list(db.scalars(stmt.order_by(quiet_since().asc(), Pair.id.asc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if more and rows else None
+    return Found(rows, (last.last_contact_at or last.started_at, last.id) if last is not None else None)
 
 
 def calls_this_period(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, cast, func, literal, select
+from sqlalchemy import Integer, case, cast, func, literal, select
 from sqlalchemy.orm import Session
 
 from app.models import AttentionFlag, Call, CareTeamMessage, Pair, UTCDateTime
@@ -21,6 +22,33 @@ class Week:
     week_start: datetime
     contacts: int
     minutes: float
+    week_end: datetime | None = None  # calendar weeks: the next Monday 00:00, local
+
+
+def calendar_weeks(now: datetime, tz: ZoneInfo, weeks: int) -> list[datetime]:
+    """The bounds of the last `weeks` calendar weeks in the programme's zone, oldest first:
+    each Monday 00:00 local, then the Monday after the current week (weeks + 1 moments).
+
+    Weeks a reader can name ("the week of Nov 16") instead of windows that end at the moment
+    of the request and shift with every call. Bounds are wall-clock Mondays, so a week that
+    crosses a DST change is 167 or 169 hours long, as on the programme's own calendar.
+    """
+    today = now.astimezone(tz).date()
+    monday = today - timedelta(days=today.weekday())
+    return [
+        datetime.combine(monday - timedelta(weeks=weeks - 1 - i), time(0), tzinfo=tz)
+        for i in range(weeks + 1)
+    ]
+
+
+def week_bucket(column: Any, bounds: list[datetime]) -> Any:
+    """Which of the weeks between `bounds` the column's time falls in (0 = oldest), computed by
+    the database; NULL outside them. Comparisons with the bounds, not arithmetic on seconds,
+    so weeks of 167 or 169 hours count right on both databases."""
+    return case(
+        *[(column < literal(end, UTCDateTime()), i) for i, end in enumerate(bounds[1:])],
+        else_=None,
+    )
 
 
 @dataclass(frozen=True)
@@ -100,7 +128,11 @@ def pair_stats(db: Session, pair: Pair, now: datetime) -> PairStats:
     )
 
 
-def programme_stats(db: Session, now: datetime, period: timedelta, weeks: int = 12) -> ProgrammeStats:
+def programme_stats(
+    db: Session, now: datetime, period: timedelta, tz: ZoneInfo, weeks: int = 12
+) -> ProgrammeStats:
+    """The programme now; `by_week` holds calendar weeks (Monday 00:00 in `tz`), the last
+    one being the current week so far."""
     active = db.scalar(select(func.count(Pair.id)).where(Pair.ended_at.is_(None))) or 0
     talking = (
         db.scalar(
@@ -108,20 +140,25 @@ def programme_stats(db: Session, now: datetime, period: timedelta, weeks: int = 
         )
         or 0
     )
-    first = now - weeks * WEEK
-    week = week_index(db, Call.accepted_at, first).label("week")
+    bounds = calendar_weeks(now, tz, weeks)
+    week = week_bucket(Call.accepted_at, bounds).label("week")
     per_week = db.execute(
         select(week, func.count(Call.id), func.coalesce(func.sum(Call.duration_seconds), 0))
-        .where(Call.outcome == "contact", Call.accepted_at >= first)
+        .where(
+            Call.outcome == "contact",
+            Call.accepted_at >= literal(bounds[0], UTCDateTime()),
+            Call.accepted_at < literal(bounds[-1], UTCDateTime()),
+        )
         .group_by(week)
     ).all()
     buckets = [[0, 0] for _ in range(weeks)]
     for w, n, secs in per_week:
-        if w is not None and 0 <= int(w) <= weeks:
-            i = min(int(w), weeks - 1)  # the last week ends now, and includes now
-            buckets[i][0] += n
-            buckets[i][1] += secs
-    by_week = [Week(first + i * WEEK, n, round(secs / 60, 1)) for i, (n, secs) in enumerate(buckets)]
+        if w is not None and 0 <= int(w) < weeks:
+            buckets[int(w)][0] += n
+            buckets[int(w)][1] += int(secs or 0)
+    by_week = [
+        Week(bounds[i], n, round(secs / 60, 1), week_end=bounds[i + 1]) for i, (n, secs) in enumerate(buckets)
+    ]
     return ProgrammeStats(
         active_pairs=active,
         pairs_with_contact_this_period=talking,

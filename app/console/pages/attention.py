@@ -44,7 +44,7 @@ def clear_attention(
         # nothing to clear: back to the list, as after a double post
         return go(request, who, "/console/attention")
     note = form.get("note", "")
-    if (refusal := note_too_long(request, note)) is not None:
+    if (refusal := note_too_long(request, note, who)) is not None:
         return refusal
     if care.clear_attention(flag, by=who.email, note=note, now=who.ctx.clock()):
         who.audit(db, Action.ATTENTION_CLEAR, f"pair:{flag.pair_id}")

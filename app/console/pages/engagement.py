@@ -176,7 +176,9 @@ def research_zip(request: Request, who: StaffMember, form: CheckedForm, db: Sess
     used and not kept."""
     key = form.get("key", "").strip()
     if len(key) > MAX_KEY:
-        return error_page(request, 400, "Key too long", f"An export key has at most {MAX_KEY} characters.")
+        return error_page(
+            request, 400, "Key too long", f"An export key has at most {MAX_KEY} characters.", who
+        )
     key = key or research.new_key()
     ctx = who.ctx
     with engagement.reading(db) as snapshot:

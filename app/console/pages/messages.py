@@ -44,7 +44,12 @@ def messages_page(
         who,
         "messages.html",
         messages=found.rows,
-        people=queries.participants_by_id(db, [m.participant_id for m in found if m.participant_id]),
+        # the callers and whom they called, so "did not press 1" says who did not
+        people=queries.participants_by_id(
+            db,
+            [m.participant_id for m in found if m.participant_id]
+            + [i for c in calls.values() for i in (c.initiator_id, c.callee_id) if i],
+        ),
         calls=calls,
         show=show,
         next_cursor=cursor_after(found.next_key),
@@ -61,7 +66,7 @@ def handle_message(
         # a message that is not there is not there to handle: back to the inbox, as after a double post
         return go(request, who, "/console/messages")
     note = form.get("note", "")
-    if (refusal := note_too_long(request, note)) is not None:
+    if (refusal := note_too_long(request, note, who)) is not None:
         return refusal
     if care.mark_handled(message, by=who.email, now=who.ctx.clock(), note=note):
         who.audit(db, Action.MESSAGE_HANDLE, f"message:{message.id}")
@@ -117,7 +122,7 @@ def message_recording(request: Request, who: Nurse, db: SessionDep, message_id: 
     try:
         message = care.get_message(db, message_id)
     except NotFound:
-        return error_page(request, 404, "No such message", f"There is no message {message_id}.")
+        return error_page(request, 404, "No such message", f"There is no message {message_id}.", who)
     who.audit(db, Action.MESSAGE_LISTEN, f"message:{message.id}")
     settings = who.ctx.settings
     # opened as a page (the "open the recording" link) rather than by the player

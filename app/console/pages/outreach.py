@@ -24,7 +24,9 @@ def call_participant(
     try:
         person = participants.get(db, participant_id)
     except NotFound:
-        return error_page(request, 404, "No such participant", f"There is no participant {participant_id}.")
+        return error_page(
+            request, 404, "No such participant", f"There is no participant {participant_id}.", who
+        )
     if outreach.staff_phone(who.user, who.ctx.vault) is None:
         return page(
             request, who, "call.html", 409, person=person, state="no-phone", origin=form.get("origin", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -16,12 +17,15 @@ from app.db import SessionDep
 from app.services import pair_overview, participants, queries, stats
 from app.services.audit import Action
 from app.services.errors import NotFound, ServiceError
+from ivr.quiet_hours import zone
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 PAGE = 25
 NOTES_LENGTH = 5000  # as the API's PairIn.notes
 Show = Literal["active", "ended", "all"]
 ACTIVE: dict[Show, bool | None] = {"active": True, "ended": False, "all": None}
+Sort = Literal["newest", "quietest"]
+MAX_QUIET_DAYS = 3650  # ten years: more names no pair, and keeps the date arithmetic in range
 
 
 @router.get("/pairs")
@@ -31,19 +35,27 @@ def pairs_page(
     db: SessionDep,
     q: Annotated[str, Query(max_length=120)] = "",
     show: Annotated[Show, Query()] = "active",
+    sort: Annotated[Sort, Query()] = "newest",
+    quiet: Annotated[int, Query(ge=0, le=MAX_QUIET_DAYS)] = 0,
     cursor: Cursor = None,
 ) -> Response:
     ctx = who.ctx
+    now = ctx.clock()
+    quietest = sort == "quietest"
     found = queries.pairs(
         db,
         active=ACTIVE[show],
         participant_id=None,
         name=q.strip() or None,
-        after=after(cursor),
+        quiet_before=now - timedelta(days=quiet) if quiet else None,
+        quietest_first=quietest,
+        after=after(cursor, (datetime, int)) if quietest else after(cursor),
         limit=PAGE,
     )
-    rows = pair_overview.pair_rows(db, found.rows, ctx.clock(), ctx.policy.contact_period)
+    tz = zone(ctx.settings.programme_timezone)
+    rows = pair_overview.pair_rows(db, found.rows, now, ctx.policy.contact_period, tz)
     who.audit(db, Action.PAIRS_READ, f"{len(rows)} pairs")
+    period_days = ctx.policy.contact_period.days or 1
     return page(
         request,
         who,
@@ -51,8 +63,15 @@ def pairs_page(
         rows=rows,
         q=q,
         show=show,
+        sort=sort,
+        quiet=quiet,
+        # "no contact for at least…": one, two (the attention list's rule) and four periods
+        quiet_choices=[period_days, 2 * period_days, 4 * period_days],
+        period_days=period_days,
+        period_start=now - ctx.policy.contact_period,
         next_cursor=cursor_after(found.next_key),
-        now=ctx.clock(),
+        strip_weeks=pair_overview.strip_weeks(now, tz),
+        now=now,
     )
 
 
@@ -101,8 +120,10 @@ def pair_page(request: Request, who: Nurse, db: SessionDep, pair_id: ConsoleId) 
     try:
         pair = participants.get_pair(db, pair_id)
     except NotFound:
-        return error_page(request, 404, "No such pair", f"There is no pair {pair_id}.")
-    (row,) = pair_overview.pair_rows(db, [pair], ctx.clock(), ctx.policy.contact_period)
+        return error_page(request, 404, "No such pair", f"There is no pair {pair_id}.", who)
+    (row,) = pair_overview.pair_rows(
+        db, [pair], ctx.clock(), ctx.policy.contact_period, zone(ctx.settings.programme_timezone)
+    )
     who.audit(db, Action.PAIR_READ, f"pair:{pair.id}")
     return page(
         request,
@@ -138,6 +159,7 @@ def pair_notes(
             "These notes are too long",
             f"Notes hold at most {NOTES_LENGTH:,} characters; these had {len(notes):,}. "
             "Go back, shorten them and save again.",
+            who,
         )
     pair.notes = notes
     who.audit(db, Action.PAIR_NOTES, f"pair:{pair.id}")

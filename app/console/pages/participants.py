@@ -137,7 +137,7 @@ def _participant_page(
         phone=_phone(who, person),
         values=values,
         errors=errors,
-        zones=zones(),
+        zones=zones(person.timezone),
         created=created,
         history=history,
         names=pair_overview.names_for_pairs(db, [p.id for p in history]),
@@ -151,7 +151,9 @@ def participant_page(
     try:
         person = participants.get(db, participant_id)
     except NotFound:
-        return error_page(request, 404, "No such participant", f"There is no participant {participant_id}.")
+        return error_page(
+            request, 404, "No such participant", f"There is no participant {participant_id}.", who
+        )
     values = {
         "name": person.name,
         "timezone": person.timezone,

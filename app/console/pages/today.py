@@ -10,6 +10,7 @@ from app.console.render import page
 from app.db import SessionDep
 from app.services import pair_overview, queries, stats
 from app.services.audit import Action
+from ivr.quiet_hours import zone
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 def today(request: Request, who: Nurse, db: SessionDep) -> Response:
     ctx = who.ctx
     now = ctx.clock()
-    figures = stats.programme_stats(db, now, ctx.policy.contact_period)
+    figures = stats.programme_stats(db, now, ctx.policy.contact_period, zone(ctx.settings.programme_timezone))
     flags = queries.attention(db, open_only=True, pair_id=None, after=None, limit=10)
     new_messages = queries.messages(db, handled=False, participant_id=None, after=None, limit=10)
     flagged = [f.pair_id for f in flags]
