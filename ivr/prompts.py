@@ -251,7 +251,12 @@ REPEAT_KEY: Final = "9"
 def text(prompt: Prompt, language: Language, **values: object) -> str:
     """The prompt in that language, with its values put in."""
     words = CATALOGUE[prompt][language]
-    return words.format(**values) if values else words
+    if not values:
+        return words
+    # a name kept as "May C." ends the sentence itself: "Hello, May C.." would be read twice
+    if isinstance(name := values.get("name"), str):
+        values["name"] = name.rstrip(". ")
+    return words.format(**values)
 
 
 # The treatment notice's built-in version: the one on record for a call when no managed

@@ -449,3 +449,9 @@ def test_language_steps_ask_for_nothing_by_number() -> None:
     # the language goes in URLs as a code, never with a number
     url = dataclasses.replace(LINE, language=ES).step(StepName.IDENTIFY)
     assert url == f"{BASE}/twilio/voice/identify?lang=es"
+
+
+def test_a_name_that_ends_in_a_full_stop_is_not_followed_by_a_second_one() -> None:
+    assert prompts.text(prompts.Prompt.GREETING_NAMED, Language.EN, name="May C.") == (
+        "Hello, May C. This is Peerline."
+    )
