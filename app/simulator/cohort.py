@@ -18,7 +18,6 @@ against what really happened, call for call.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
@@ -31,10 +30,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 from fastapi import FastAPI
 
 from app.settings import Settings
+from app.simulator.asgi import DirectClient, PhoneLine
 from app.simulator.fake_twilio import PlacedCall
 from app.simulator.telephone import (
     HANGS_UP,
@@ -178,41 +177,10 @@ def curve(first: float, sixth: float, month: int) -> float:
     return float(first * (sixth / first) ** ((min(month, 6) - 1) / 5))
 
 
-class InProcessTransport(httpx.BaseTransport):
-    """Requests to the app on one event loop of this thread.
-
-    The same ASGI app and the same requests as a TestClient, without its per-request hop
-    to a portal thread (about 4 ms a request, most of a simulated call's cost).
-    """
-
-    def __init__(self, app: FastAPI) -> None:
-        self.asgi = httpx.ASGITransport(app=app)
-        self.loop = asyncio.new_event_loop()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        async def send() -> tuple[int, httpx.Headers, bytes]:
-            response = await self.asgi.handle_async_request(request)
-            body = await response.aread()
-            return response.status_code, response.headers, body
-
-        status, headers, body = self.loop.run_until_complete(send())
-        return httpx.Response(status, headers=headers, content=body, request=request)
-
-    def close(self) -> None:
-        self.loop.close()
-
-
-def in_process_client(app: FastAPI) -> httpx.Client:
-    client = httpx.Client(transport=InProcessTransport(app), base_url="http://testserver")
-    # the telephone wires the fake REST API into an app it finds on its client
-    client.app = app  # type: ignore[attr-defined]
-    return client
-
-
 class Cohort:
     """Plays one synthetic programme against an app running in this process."""
 
-    def __init__(self, app: FastAPI, client: httpx.Client, *, seed: int, start: datetime) -> None:
+    def __init__(self, app: FastAPI, client: PhoneLine, *, seed: int, start: datetime) -> None:
         self.app = app
         self.ctx = app.state.context
         self.settings: Settings = self.ctx.settings
@@ -565,7 +533,7 @@ def simulate(
     app = create_app(settings.model_copy(update={"scheduler_enabled": False}))
     try:
         # no lifespan: it only starts the scheduler, and the simulation sweeps itself
-        with _quiet_logs(), in_process_client(app) as client:
+        with _quiet_logs(), DirectClient(app) as client:
             cohort = Cohort(app, client, seed=seed, start=begin)
             cohort.enrol(pairs)
             report = cohort.run(weeks)
