@@ -703,6 +703,7 @@ def simulate_cohort(
     typer.echo(f"simulated {report} in {time.monotonic() - started:.0f} s")
     if truth is not None:
         typer.echo(f"ground truth: {truth} ({len(report.truth)} calls)")
+        typer.echo(f"pairs: {cohort.pairs_file(truth)} ({len(report.pair_truth)} pairs)")
 
 
 # ---------------------------------------------------------------- serve and phone

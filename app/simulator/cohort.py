@@ -49,6 +49,7 @@ from ivr.vocab import AnsweredBy, CallStatus
 log = logging.getLogger(__name__)
 
 WEEK = timedelta(days=7)
+MONTH = timedelta(days=30)  # the engagement measures' month since pairing
 # fictional exchanges: only 555-0100..0199 on each, the range set aside for fiction
 AREA_CODES = (
     "617", "202", "312", "415", "212", "305", "713", "206", "303", "404",
@@ -103,6 +104,28 @@ class TruthCall:
     accepted: bool
     message: bool
     at: str  # when the call began (simulated), ISO 8601
+    month: int  # 1 = the first 30 days after pairing (the engagement measures' months)
+    # a reminder call picked up by the participant in person, not by a machine (false for
+    # peer calls: the caller is always there)
+    answered: bool
+    # the partner's phone was rung: a peer call outside the partner's quiet hours, or a
+    # reminder call on which the participant pressed 1 to be put through
+    bridged: bool
+
+
+@dataclass(frozen=True)
+class TruthPair:
+    """One pair the simulation made: when it was made and ended, and until when it was watched.
+
+    Written beside the calls (`pairs_file`), so that every figure that depends on time
+    paired (shares of pair-weeks, the pilot's measure, messages per participant-week) can
+    be computed from the truth alone.
+    """
+
+    pair: int
+    paired_at: str  # ISO 8601
+    ended_at: str | None  # staff ended a pair that never talked; None: still paired
+    until: str  # the end of the simulation: the moment the figures are taken at
 
 
 @dataclass
@@ -134,7 +157,7 @@ class PairPlan:
     share_a: float  # share of the pair's calls that a starts
     vigour: float  # this pair's calls relative to the cohort's curve
     talked: bool = False  # an accepted call so far
-    ended: bool = False
+    ended: datetime | None = None
 
     def side_of(self, person_id: int) -> str:
         return "a" if person_id == self.a.id else "b"
@@ -159,6 +182,7 @@ class Report:
     reminders: int = 0
     messages: int = 0
     truth: list[TruthCall] = field(default_factory=list)
+    pair_truth: list[TruthPair] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (
@@ -258,7 +282,16 @@ class Cohort:
                     self._sweep()
                 else:
                     self._peer_call(event.plan, event.at, a_calls=event.a_calls, quiet=event.quiet)
-        self.clock.now = self.start + weeks * WEEK
+        self.clock.now = until = self.start + weeks * WEEK
+        self.report.pair_truth = [
+            TruthPair(
+                pair=plan.index,
+                paired_at=plan.started.isoformat(),
+                ended_at=plan.ended.isoformat() if plan.ended is not None else None,
+                until=until.isoformat(),
+            )
+            for plan in self.pairs
+        ]
         return self.report
 
     def _end_silent_pairs(self, moment: datetime) -> None:
@@ -274,7 +307,7 @@ class Cohort:
                     pair = db.get(Pair, plan.id)
                     assert pair is not None
                     participants.end_pair(db, pair, now=moment)
-                    plan.ended = True
+                    plan.ended = moment
             db.commit()
 
     def _week_events(self, week: int) -> list[Event]:
@@ -286,7 +319,7 @@ class Cohort:
                 events.append(Event(midnight.replace(hour=hour, minute=minute)))
         month = month_of(week)
         for plan in self.pairs:
-            if plan.ended:
+            if plan.ended is not None:
                 continue
             if plan.engages:
                 accepted_a_week = curve(CALLS_MONTH_1, CALLS_MONTH_6, month) * plan.vigour * 7 / 30
@@ -376,6 +409,8 @@ class Cohort:
             accepted=accepted,
             talk=talk,
             message=leaves_message,
+            answered=False,
+            bridged=not quiet,
         )
 
     def _play_in(self, from_number: str, caller: Scripted, partner: Scripted, moment: datetime) -> CallRecord:
@@ -424,6 +459,7 @@ class Cohort:
         roll = self.rng.random()
         partner = Scripted(answers=False)
         talk, accepted, unanswered = 0, False, CallStatus.NO_ANSWER
+        answered = bridged = False
         if roll < 0.2:
             callee, outcome = Scripted(answers=False), "no_answer"
         elif roll < 0.25:
@@ -432,8 +468,10 @@ class Cohort:
             callee, outcome = Scripted(answered_by=AnsweredBy.MACHINE_END_BEEP), "no_answer"
         elif not plan.engages or roll < 0.7:
             callee, outcome = Scripted([], message_seconds=None), "declined"
+            answered = True
         else:
             # "press 1 to talk now": the partner is rung and may take it
+            answered = bridged = True
             if self.rng.random() < 0.75:
                 accepted, talk = True, self._talk_seconds(week)
                 partner = Scripted(["1"], message_seconds=None)
@@ -455,6 +493,8 @@ class Cohort:
             accepted=accepted,
             talk=talk,
             message=False,
+            answered=answered,
+            bridged=bridged,
         )
 
     # ------------------------------------------------------------ the truth
@@ -470,6 +510,8 @@ class Cohort:
         accepted: bool,
         talk: int,
         message: bool,
+        answered: bool,
+        bridged: bool,
     ) -> None:
         contact = outcome == "contact"
         plan.talked = plan.talked or accepted
@@ -485,6 +527,9 @@ class Cohort:
                 accepted=accepted,
                 message=message,
                 at=moment.isoformat(),
+                month=(moment - plan.started) // MONTH + 1,
+                answered=answered,
+                bridged=bridged,
             )
         )
         self.report.calls += 1
@@ -541,15 +586,28 @@ def simulate(
     finally:
         app.state.engine.dispose()
     if truth is not None:
-        write_truth(truth, report.truth)
+        write_truth(truth, report.truth, report.pair_truth)
     return report
 
 
-def write_truth(path: Path, calls: list[TruthCall]) -> None:
+def pairs_file(truth: Path) -> Path:
+    """Where the pairs of a truth file are written: truth.jsonl -> truth.pairs.jsonl."""
+    return truth.with_name(f"{truth.stem}.pairs{truth.suffix or '.jsonl'}")
+
+
+def write_truth(path: Path, calls: list[TruthCall], pairs: list[TruthPair] | None = None) -> None:
+    """One JSON line per call to `path`; the pairs, one a line, to pairs_file(path)."""
     with path.open("w") as out:
-        for call in calls:
-            out.write(json.dumps(asdict(call)) + "\n")
+        out.writelines(json.dumps(asdict(call)) + "\n" for call in calls)
+    if pairs is not None:
+        with pairs_file(path).open("w") as out:
+            out.writelines(json.dumps(asdict(pair)) + "\n" for pair in pairs)
 
 
 def read_truth(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_truth_pairs(path: Path) -> list[dict[str, Any]]:
+    """The pairs written beside the truth file `path`."""
+    return read_truth(pairs_file(path))
