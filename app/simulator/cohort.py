@@ -12,8 +12,12 @@ to 6.8 minutes), some pairs are one-sided, partners refuse, are busy or in quiet
 reminders are answered or not, messages are left for the care team.
 
 What the simulation meant to happen is written down as it goes (`TruthCall`, one per
-call it made), so a test can hold the calls table and every figure computed from it
-against what really happened, call for call.
+call it made, and `TruthPair`, one per pair: when it was made, ended and last watched),
+so a test can hold the calls table and every figure computed from it against what
+really happened, call for call (tests/test_cohort.py, tests/test_cohort_truth.py).
+
+Requests go to the app as one ASGI call each (asgi.py): at the issue's size, 200 pairs
+over 26 weeks, that is 85,000 signed requests (docs/performance.md, "Synthetic cohort").
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import logging
 import math
 import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -183,11 +188,14 @@ class Report:
     messages: int = 0
     truth: list[TruthCall] = field(default_factory=list)
     pair_truth: list[TruthPair] = field(default_factory=list)
+    requests: int = 0  # signed requests to the service (webhooks and callbacks)
+    sweep_seconds: float = 0.0  # wall time spent in the reminder sweeps
 
     def __str__(self) -> str:
         return (
             f"{self.pairs} pairs over {self.weeks} weeks: {self.calls} calls "
-            f"({self.contacts} contacts, {self.reminders} reminder calls), {self.messages} messages"
+            f"({self.contacts} contacts, {self.reminders} reminder calls), {self.messages} messages, "
+            f"{self.requests} requests"
         )
 
 
@@ -430,6 +438,7 @@ class Cohort:
         from app.services import sweep
         from ivr.flow import Urls
 
+        began = time.perf_counter()
         sweep.sweep(
             self.app.state.sessionmaker,
             self.ctx.vault,
@@ -439,6 +448,7 @@ class Cohort:
             urls=Urls(self.settings.public_base_url),
             programme_number=self.settings.programme_number,
         )
+        self.report.sweep_seconds += time.perf_counter() - began
         # everything placed since the fake was last cleared is a reminder (partner legs of
         # earlier calls were cleared when their calls ended)
         with self.phone.fake.lock:
@@ -582,6 +592,7 @@ def simulate(
             cohort = Cohort(app, client, seed=seed, start=begin)
             cohort.enrol(pairs)
             report = cohort.run(weeks)
+            report.requests = client.requests
             app.state.context.clock = cohort.clock
     finally:
         app.state.engine.dispose()
