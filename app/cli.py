@@ -837,9 +837,12 @@ def simulate_cohort(
         report = cohort.simulate(settings, pairs=pairs, weeks=weeks, seed=seed, truth=truth)
     except Exception as exc:
         fail(f"simulation failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    typer.echo(f"simulated {report} in {time.monotonic() - started:.0f} s")
+    took = time.monotonic() - started
+    typer.echo(f"simulated {report} in {took:.1f} s ({report.requests / took:.0f} requests/s)")
+    typer.echo(f"reminder sweeps: {report.sweep_seconds:.1f} s of it")
     if truth is not None:
         typer.echo(f"ground truth: {truth} ({len(report.truth)} calls)")
+        typer.echo(f"pairs: {cohort.pairs_file(truth)} ({len(report.pair_truth)} pairs)")
 
 
 # ---------------------------------------------------------------- serve and phone

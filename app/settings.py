@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # Who counts as ever engaged: in at least one accepted call (the partner pressed 1), or
     # in at least one contact (talk time >= MIN_CONTACT_SECONDS).
     engaged_when: Literal["accepted", "contact"] = "accepted"
+    # What restarts a pair's quiet clock: a contact (this service's rule), or any call one
+    # partner attempted to the other (`attempt`: the trials' rule, for trial fidelity).
+    reminder_trigger: Literal["contact", "attempt"] = "contact"
 
     @field_validator("public_base_url", "twilio_api_url")
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from typing import Literal
 
 from ivr.quiet_hours import QuietHours, is_quiet, zone
 from ivr.vocab import CallStatus, Outcome, ReminderState
@@ -20,6 +21,11 @@ DEFAULT_WINDOW = QuietHours.parse("10:00-19:00")  # a window of allowed hours, s
 # (with those an answering machine took)
 UNANSWERED = (Outcome.NO_ANSWER, Outcome.BUSY, Outcome.FAILED, Outcome.DECLINED)
 
+# What restarts a pair's quiet clock (REMINDER_TRIGGER): a contact, this service's rule; or
+# any call one partner attempted to the other, answered or not, the trials' rule ("no
+# call attempted in 7 days"), kept for programmes that must follow the trials' protocol.
+ReminderTrigger = Literal["contact", "attempt"]
+
 
 @dataclass(frozen=True)
 class QuietPeriod:
@@ -31,8 +37,22 @@ class QuietPeriod:
         return self.number >= 1
 
 
+def quiet_clock_reset(
+    last_contact_at: datetime | None, last_attempt_at: datetime | None, trigger: ReminderTrigger
+) -> datetime | None:
+    """When the pair's quiet clock last restarted: at its last contact, or, when attempts
+    count (`attempt`), at its last attempted call if that came later. None: never since
+    pairing (the clock runs from the pairing)."""
+    if trigger == "contact" or last_attempt_at is None:
+        return last_contact_at
+    if last_contact_at is None:
+        return last_attempt_at
+    return max(last_contact_at, last_attempt_at)
+
+
 def quiet_since(last_contact_at: datetime | None, started_at: datetime, period: timedelta) -> datetime:
-    """When the pair's first quiet period begins (or began)."""
+    """When the pair's first quiet period begins (or began): a period after the quiet
+    clock last restarted (`last_contact_at`, see quiet_clock_reset), or after pairing."""
     return (last_contact_at or started_at) + period
 
 

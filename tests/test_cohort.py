@@ -122,3 +122,31 @@ def test_fictional_numbers_only() -> None:
     numbers = [cohort.fictional_number(i) for i in range(2 * cohort.MAX_PAIRS)]
     assert len(set(numbers)) == len(numbers)
     assert all(n[5:9] == "5550" and 100 <= int(n[8:]) <= 199 for n in numbers)
+
+
+def test_simulate_cohort_writes_the_truth_and_its_pairs_beside_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from app import settings as settings_module
+    from app.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/cli.db")
+    monkeypatch.setenv("SECRET_KEY", SECRET)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+    settings_module.get_settings.cache_clear()
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+
+    truth = tmp_path / "truth.jsonl"
+    result = runner.invoke(cli, ["simulate-cohort", "--pairs", "3", "--weeks", "2", "--truth", str(truth)])
+
+    assert result.exit_code == 0, result.output
+    assert f"ground truth: {truth}" in result.output
+    pairs = cohort.read_truth_pairs(truth)
+    assert [p["pair"] for p in pairs] == [1, 2, 3]
+    assert f"pairs: {tmp_path / 'truth.pairs.jsonl'} (3 pairs)" in result.output
+    assert all(p["ended_at"] is None and p["until"] > p["paired_at"] for p in pairs)
+    settings_module.get_settings.cache_clear()

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from app.settings import Settings
 from ivr.quiet_hours import QuietHours, is_quiet
-from ivr.reminders import DEFAULT_WINDOW
+from ivr.reminders import DEFAULT_WINDOW, ReminderTrigger
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,7 @@ class Policy:
     care_team_line: str | None = None
     care_team_hours: QuietHours | None = None
     programme_timezone: str = "UTC"
+    reminder_trigger: ReminderTrigger = "contact"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -28,6 +29,7 @@ class Policy:
             care_team_line=settings.care_team_line,
             care_team_hours=QuietHours.parse(settings.care_team_hours) if settings.care_team_hours else None,
             programme_timezone=settings.programme_timezone,
+            reminder_trigger=settings.reminder_trigger,
         )
 
     def nurse_line(self, now: datetime) -> str | None:

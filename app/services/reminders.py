@@ -4,6 +4,8 @@
             reminder per partner keyed by (participant, period start) -- computed
             from the data, so concurrent sweeps insert the same key and the unique
             constraint lets one through -- and flag pairs quiet two periods in a row.
+            What restarts the quiet clock is REMINDER_TRIGGER: a contact (the default),
+            or any call one partner attempted to the other (the trials' rule).
   hooks     the call flow tells a reminder that its call ended, and a pair that it
             made contact; this module never calls back into the call flow.
 
@@ -14,14 +16,45 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.models import AttentionFlag, Call, Pair, Participant, Reminder
+from app.services.engagement import REMINDER_BRIDGED
 from app.services.policy import Policy
 from app.services.upsert import insert_ignore_many
 from ivr import reminders as policy_rules
 from ivr.vocab import CallKind, CallStatus, EndReason, ParticipantStatus, ReminderState
+
+# A call one partner attempted to the other (REMINDER_TRIGGER=attempt): a peer call from an
+# identified partner, whatever came of it (unanswered, refused, too short, the partner in
+# quiet hours or on another call), or a reminder call the participant turned into a call to
+# the partner (pressed 1). Staff outreach and reminder calls that rang no partner are the
+# programme's calls, not the pair's, and restart nothing.
+ATTEMPTED = or_(and_(Call.kind == CallKind.PEER, Call.initiator_id.is_not(None)), REMINDER_BRIDGED)
+
+
+def last_attempts(db: Session, pair_ids: list[int]) -> dict[int, datetime]:
+    """Each pair's last attempted call, for the pairs asked about (an index on the pair's calls)."""
+    found: dict[int, datetime] = {}
+    for i in range(0, len(pair_ids), 500):
+        for pair_id, last in db.execute(
+            select(Call.pair_id, func.max(Call.started_at))
+            .where(Call.pair_id.in_(pair_ids[i : i + 500]), ATTEMPTED)
+            .group_by(Call.pair_id)
+        ):
+            if pair_id is not None:
+                found[pair_id] = last
+    return found
+
+
+def attempted_since(db: Session, pair_id: int, since: datetime) -> bool:
+    """Whether the pair has attempted a call since `since`."""
+    hit = db.scalar(
+        select(Call.id).where(Call.pair_id == pair_id, Call.started_at >= since, ATTEMPTED).limit(1)
+    )
+    return hit is not None
+
 
 # ---------------------------------------------------------------- hooks from the call flow
 
@@ -78,6 +111,12 @@ def schedule(db: Session, now: datetime, policy: Policy) -> tuple[int, int]:
 
     Set-wise: one read of the due pairs (an index on next_reminder_at, never call
     history), one multi-row insert of reminders, one read for flags.
+
+    `next_reminder_at` is the earliest moment a pair can be quiet: a contact moves it on
+    as it happens (contact_made). Attempts do not (the call flow tells this module only
+    of contacts), so with REMINDER_TRIGGER=attempt the pairs it finds are candidates: one
+    grouped read of their last attempts (an index on the pair's calls) says which are
+    quiet, and moves the others' `next_reminder_at` on to a period after that attempt.
     """
     due = list(
         db.scalars(
@@ -106,16 +145,16 @@ def schedule(db: Session, now: datetime, policy: Policy) -> tuple[int, int]:
         .values(state=ReminderState.SUPERSEDED, updated_at=now)
         .execution_options(synchronize_session=False)
     )
+    attempts = last_attempts(db, [p.id for p in due]) if policy.reminder_trigger == "attempt" else {}
     rows: list[dict[str, object]] = []
     second_periods: dict[int, datetime] = {}
     for pair in due:
-        period = policy_rules.current_quiet_period(
-            pair.last_contact_at, pair.started_at, policy.contact_period, now
+        reset = policy_rules.quiet_clock_reset(
+            pair.last_contact_at, attempts.get(pair.id), policy.reminder_trigger
         )
+        period = policy_rules.current_quiet_period(reset, pair.started_at, policy.contact_period, now)
         if period is None:
-            pair.next_reminder_at = policy_rules.quiet_since(
-                pair.last_contact_at, pair.started_at, policy.contact_period
-            )
+            pair.next_reminder_at = policy_rules.quiet_since(reset, pair.started_at, policy.contact_period)
             continue
         for person_id in (pair.participant_a_id, pair.participant_b_id):
             if person_id in callable_ids:

@@ -266,6 +266,11 @@ def claim_next(
             or pair is None
             or pair.ended_at is not None
             or (pair.last_contact_at is not None and pair.last_contact_at >= reminder.period_start)
+            or (
+                # the trials' rule: a call attempted since the quiet period began ends it too
+                policy.reminder_trigger == "attempt"
+                and reminders.attempted_since(db, pair.id, reminder.period_start)
+            )
         ):
             reminder.state = ReminderState.CANCELLED
             report.cancelled += 1

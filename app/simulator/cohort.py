@@ -12,17 +12,21 @@ to 6.8 minutes), some pairs are one-sided, partners refuse, are busy or in quiet
 reminders are answered or not, messages are left for the care team.
 
 What the simulation meant to happen is written down as it goes (`TruthCall`, one per
-call it made), so a test can hold the calls table and every figure computed from it
-against what really happened, call for call.
+call it made, and `TruthPair`, one per pair: when it was made, ended and last watched),
+so a test can hold the calls table and every figure computed from it against what
+really happened, call for call (tests/test_cohort.py, tests/test_cohort_truth.py).
+
+Requests go to the app as one ASGI call each (asgi.py): at the issue's size, 200 pairs
+over 26 weeks, that is 85,000 signed requests (docs/performance.md, "Synthetic cohort").
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
 import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -31,10 +35,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 from fastapi import FastAPI
 
 from app.settings import Settings
+from app.simulator.asgi import DirectClient, PhoneLine
 from app.simulator.fake_twilio import PlacedCall
 from app.simulator.telephone import (
     HANGS_UP,
@@ -50,6 +54,7 @@ from ivr.vocab import AnsweredBy, CallStatus
 log = logging.getLogger(__name__)
 
 WEEK = timedelta(days=7)
+MONTH = timedelta(days=30)  # the engagement measures' month since pairing
 # fictional exchanges: only 555-0100..0199 on each, the range set aside for fiction
 AREA_CODES = (
     "617", "202", "312", "415", "212", "305", "713", "206", "303", "404",
@@ -104,6 +109,28 @@ class TruthCall:
     accepted: bool
     message: bool
     at: str  # when the call began (simulated), ISO 8601
+    month: int  # 1 = the first 30 days after pairing (the engagement measures' months)
+    # a reminder call picked up by the participant in person, not by a machine (false for
+    # peer calls: the caller is always there)
+    answered: bool
+    # the partner's phone was rung: a peer call outside the partner's quiet hours, or a
+    # reminder call on which the participant pressed 1 to be put through
+    bridged: bool
+
+
+@dataclass(frozen=True)
+class TruthPair:
+    """One pair the simulation made: when it was made and ended, and until when it was watched.
+
+    Written beside the calls (`pairs_file`), so that every figure that depends on time
+    paired (shares of pair-weeks, the pilot's measure, messages per participant-week) can
+    be computed from the truth alone.
+    """
+
+    pair: int
+    paired_at: str  # ISO 8601
+    ended_at: str | None  # staff ended a pair that never talked; None: still paired
+    until: str  # the end of the simulation: the moment the figures are taken at
 
 
 @dataclass
@@ -135,7 +162,7 @@ class PairPlan:
     share_a: float  # share of the pair's calls that a starts
     vigour: float  # this pair's calls relative to the cohort's curve
     talked: bool = False  # an accepted call so far
-    ended: bool = False
+    ended: datetime | None = None
 
     def side_of(self, person_id: int) -> str:
         return "a" if person_id == self.a.id else "b"
@@ -160,11 +187,15 @@ class Report:
     reminders: int = 0
     messages: int = 0
     truth: list[TruthCall] = field(default_factory=list)
+    pair_truth: list[TruthPair] = field(default_factory=list)
+    requests: int = 0  # signed requests to the service (webhooks and callbacks)
+    sweep_seconds: float = 0.0  # wall time spent in the reminder sweeps
 
     def __str__(self) -> str:
         return (
             f"{self.pairs} pairs over {self.weeks} weeks: {self.calls} calls "
-            f"({self.contacts} contacts, {self.reminders} reminder calls), {self.messages} messages"
+            f"({self.contacts} contacts, {self.reminders} reminder calls), {self.messages} messages, "
+            f"{self.requests} requests"
         )
 
 
@@ -178,41 +209,10 @@ def curve(first: float, sixth: float, month: int) -> float:
     return float(first * (sixth / first) ** ((min(month, 6) - 1) / 5))
 
 
-class InProcessTransport(httpx.BaseTransport):
-    """Requests to the app on one event loop of this thread.
-
-    The same ASGI app and the same requests as a TestClient, without its per-request hop
-    to a portal thread (about 4 ms a request, most of a simulated call's cost).
-    """
-
-    def __init__(self, app: FastAPI) -> None:
-        self.asgi = httpx.ASGITransport(app=app)
-        self.loop = asyncio.new_event_loop()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        async def send() -> tuple[int, httpx.Headers, bytes]:
-            response = await self.asgi.handle_async_request(request)
-            body = await response.aread()
-            return response.status_code, response.headers, body
-
-        status, headers, body = self.loop.run_until_complete(send())
-        return httpx.Response(status, headers=headers, content=body, request=request)
-
-    def close(self) -> None:
-        self.loop.close()
-
-
-def in_process_client(app: FastAPI) -> httpx.Client:
-    client = httpx.Client(transport=InProcessTransport(app), base_url="http://testserver")
-    # the telephone wires the fake REST API into an app it finds on its client
-    client.app = app  # type: ignore[attr-defined]
-    return client
-
-
 class Cohort:
     """Plays one synthetic programme against an app running in this process."""
 
-    def __init__(self, app: FastAPI, client: httpx.Client, *, seed: int, start: datetime) -> None:
+    def __init__(self, app: FastAPI, client: PhoneLine, *, seed: int, start: datetime) -> None:
         self.app = app
         self.ctx = app.state.context
         self.settings: Settings = self.ctx.settings
@@ -290,7 +290,16 @@ class Cohort:
                     self._sweep()
                 else:
                     self._peer_call(event.plan, event.at, a_calls=event.a_calls, quiet=event.quiet)
-        self.clock.now = self.start + weeks * WEEK
+        self.clock.now = until = self.start + weeks * WEEK
+        self.report.pair_truth = [
+            TruthPair(
+                pair=plan.index,
+                paired_at=plan.started.isoformat(),
+                ended_at=plan.ended.isoformat() if plan.ended is not None else None,
+                until=until.isoformat(),
+            )
+            for plan in self.pairs
+        ]
         return self.report
 
     def _end_silent_pairs(self, moment: datetime) -> None:
@@ -306,7 +315,7 @@ class Cohort:
                     pair = db.get(Pair, plan.id)
                     assert pair is not None
                     participants.end_pair(db, pair, now=moment)
-                    plan.ended = True
+                    plan.ended = moment
             db.commit()
 
     def _week_events(self, week: int) -> list[Event]:
@@ -318,7 +327,7 @@ class Cohort:
                 events.append(Event(midnight.replace(hour=hour, minute=minute)))
         month = month_of(week)
         for plan in self.pairs:
-            if plan.ended:
+            if plan.ended is not None:
                 continue
             if plan.engages:
                 accepted_a_week = curve(CALLS_MONTH_1, CALLS_MONTH_6, month) * plan.vigour * 7 / 30
@@ -408,6 +417,8 @@ class Cohort:
             accepted=accepted,
             talk=talk,
             message=leaves_message,
+            answered=False,
+            bridged=not quiet,
         )
 
     def _play_in(self, from_number: str, caller: Scripted, partner: Scripted, moment: datetime) -> CallRecord:
@@ -427,6 +438,7 @@ class Cohort:
         from app.services import sweep
         from ivr.flow import Urls
 
+        began = time.perf_counter()
         sweep.sweep(
             self.app.state.sessionmaker,
             self.ctx.vault,
@@ -436,6 +448,7 @@ class Cohort:
             urls=Urls(self.settings.public_base_url),
             programme_number=self.settings.programme_number,
         )
+        self.report.sweep_seconds += time.perf_counter() - began
         # everything placed since the fake was last cleared is a reminder (partner legs of
         # earlier calls were cleared when their calls ended)
         with self.phone.fake.lock:
@@ -456,6 +469,7 @@ class Cohort:
         roll = self.rng.random()
         partner = Scripted(answers=False)
         talk, accepted, unanswered = 0, False, CallStatus.NO_ANSWER
+        answered = bridged = False
         if roll < 0.2:
             callee, outcome = Scripted(answers=False), "no_answer"
         elif roll < 0.25:
@@ -464,8 +478,10 @@ class Cohort:
             callee, outcome = Scripted(answered_by=AnsweredBy.MACHINE_END_BEEP), "no_answer"
         elif not plan.engages or roll < 0.7:
             callee, outcome = Scripted([], message_seconds=None), "declined"
+            answered = True
         else:
             # "press 1 to talk now": the partner is rung and may take it
+            answered = bridged = True
             if self.rng.random() < 0.75:
                 accepted, talk = True, self._talk_seconds(week)
                 partner = Scripted(["1"], message_seconds=None)
@@ -487,6 +503,8 @@ class Cohort:
             accepted=accepted,
             talk=talk,
             message=False,
+            answered=answered,
+            bridged=bridged,
         )
 
     # ------------------------------------------------------------ the truth
@@ -502,6 +520,8 @@ class Cohort:
         accepted: bool,
         talk: int,
         message: bool,
+        answered: bool,
+        bridged: bool,
     ) -> None:
         contact = outcome == "contact"
         plan.talked = plan.talked or accepted
@@ -517,6 +537,9 @@ class Cohort:
                 accepted=accepted,
                 message=message,
                 at=moment.isoformat(),
+                month=(moment - plan.started) // MONTH + 1,
+                answered=answered,
+                bridged=bridged,
             )
         )
         self.report.calls += 1
@@ -565,23 +588,37 @@ def simulate(
     app = create_app(settings.model_copy(update={"scheduler_enabled": False}))
     try:
         # no lifespan: it only starts the scheduler, and the simulation sweeps itself
-        with _quiet_logs(), in_process_client(app) as client:
+        with _quiet_logs(), DirectClient(app) as client:
             cohort = Cohort(app, client, seed=seed, start=begin)
             cohort.enrol(pairs)
             report = cohort.run(weeks)
+            report.requests = client.requests
             app.state.context.clock = cohort.clock
     finally:
         app.state.engine.dispose()
     if truth is not None:
-        write_truth(truth, report.truth)
+        write_truth(truth, report.truth, report.pair_truth)
     return report
 
 
-def write_truth(path: Path, calls: list[TruthCall]) -> None:
+def pairs_file(truth: Path) -> Path:
+    """Where the pairs of a truth file are written: truth.jsonl -> truth.pairs.jsonl."""
+    return truth.with_name(f"{truth.stem}.pairs{truth.suffix or '.jsonl'}")
+
+
+def write_truth(path: Path, calls: list[TruthCall], pairs: list[TruthPair] | None = None) -> None:
+    """One JSON line per call to `path`; the pairs, one a line, to pairs_file(path)."""
     with path.open("w") as out:
-        for call in calls:
-            out.write(json.dumps(asdict(call)) + "\n")
+        out.writelines(json.dumps(asdict(call)) + "\n" for call in calls)
+    if pairs is not None:
+        with pairs_file(path).open("w") as out:
+            out.writelines(json.dumps(asdict(pair)) + "\n" for pair in pairs)
 
 
 def read_truth(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_truth_pairs(path: Path) -> list[dict[str, Any]]:
+    """The pairs written beside the truth file `path`."""
+    return read_truth(pairs_file(path))

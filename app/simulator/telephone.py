@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
-import httpx
 from twilio.request_validator import RequestValidator
 
+from app.simulator.asgi import Answered, DirectClient, PhoneLine, basic_auth
 from app.simulator.fake_twilio import FakeTwilio, PlacedCall, create_fake_twilio
 from app.simulator.switchboard import SWITCHBOARD
 from ivr.vocab import AnsweredBy, CallStatus, RecordingStatus
@@ -156,7 +156,7 @@ def _rfc2822(moment: float) -> str:
 class Telephone:
     def __init__(
         self,
-        client: httpx.Client,
+        client: PhoneLine,
         *,
         public_base_url: str,
         auth_token: str,
@@ -202,7 +202,7 @@ class Telephone:
 
     # ------------------------------------------------------------ http
 
-    def post(self, url: str, params: dict[str, str]) -> httpx.Response:
+    def post(self, url: str, params: dict[str, str]) -> Answered:
         """POST as Twilio would: form-encoded, signed over the public URL."""
         if url.startswith("/"):
             url = self.public + url
@@ -348,13 +348,17 @@ class _RestServer:
 
 
 def in_process_client(fake: FakeTwilio, account_sid: str, auth_token: str) -> Any:
-    """Twilio's SDK client, its requests answered by the fake in this process."""
-    from starlette.testclient import TestClient
+    """Twilio's SDK client, its requests answered by the fake in this process.
+
+    Each request is one ASGI call into the fake on the calling thread's own event loop
+    (asgi.py): the service's dialer threads and the reminder sweep place calls without a
+    thread started per request.
+    """
     from twilio.http import HttpClient
     from twilio.http.response import Response as TwilioResponse
     from twilio.rest import Client
 
-    asgi = TestClient(create_fake_twilio(fake))
+    fake_api = DirectClient(create_fake_twilio(fake))
 
     class InProcess(HttpClient):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -372,12 +376,18 @@ def in_process_client(fake: FakeTwilio, account_sid: str, auth_token: str) -> An
             allow_redirects: bool = False,
         ) -> TwilioResponse:
             # a list is one form field per value, as requests sends it to Twilio
-            form = {
-                key: [str(v) for v in value] if isinstance(value, list) else str(value)
+            form = [
+                (key, str(v))
                 for key, value in (data or {}).items()
-            }
-            answer = asgi.request(
-                method, urlsplit(uri).path, params=params, data=form, headers=headers, auth=auth
+                for v in (value if isinstance(value, list) else [value])
+            ]
+            sent = {k: v for k, v in (headers or {}).items() if k.lower() != "content-type"}
+            if auth is not None:
+                sent["Authorization"] = basic_auth(*auth)
+            query = urlencode([(k, str(v)) for k, v in (params or {}).items()])
+            path = urlsplit(uri).path + (f"?{query}" if query else "")
+            answer = fake_api.request(
+                method.upper(), path, body=urlencode(form).encode(), headers=sent, form=bool(form)
             )
             return TwilioResponse(answer.status_code, answer.text, answer.headers)
 
