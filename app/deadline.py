@@ -1,11 +1,19 @@
 """The phone line never waits: a webhook answers within its deadline, whatever the database does.
 
-Each webhook's work runs on a small pool of threads of its own, so stuck console or API
+Each webhook's work runs on threads of the phone line's own, so stuck console or API
 requests cannot starve the phone line (and stuck webhooks cannot starve them). When the
 deadline passes first, the caller gets the fallback answer (the spoken apology) and the
 work is abandoned: it rolls back instead of committing, so a request that missed its
 deadline leaves no partial rows. A commit that had already begun is given a short grace
 to finish, so what the caller hears and what is stored never disagree.
+
+On SQLite, which has one writer at a time, the phone line has exactly one writer thread
+(more threads would only queue for the same lock and fight the event loop for the GIL).
+It takes whatever webhooks are waiting, runs each in a SAVEPOINT of one transaction and
+commits them together (group commit): one commit, and with `SQLITE_SYNCHRONOUS=full` one
+fsync, for many webhooks. Each webhook still sees its own work committed before its
+answer goes back, and one that fails rolls back alone, to its savepoint. On PostgreSQL,
+a few threads run one webhook each, one transaction each.
 """
 
 from __future__ import annotations
@@ -13,11 +21,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from app import metrics
 
@@ -27,6 +40,8 @@ T = TypeVar("T")
 # Twilio waits 15 s, the design promises 3 s; leave room for the network and the proxy.
 DEFAULT_DEADLINE_SECONDS = 2.0
 COMMIT_GRACE_SECONDS = 0.4
+# a group commit takes at most this many webhooks: a batch must stay a few milliseconds
+MAX_BATCH = 32
 
 
 class Abandoned(Exception):
@@ -56,33 +71,85 @@ class Guard:
             self._abandoned = True
             return True
 
+    @property
+    def abandoned(self) -> bool:
+        with self._lock:
+            return self._abandoned
+
+
+# A webhook's work: given its session and guard, it decides, records, commits (for a group
+# commit: releases its savepoint) and returns the answer, plus what must happen only once
+# the work is durably committed (REST requests to Twilio), or None.
+Work = Callable[[Session, Guard], tuple[T, Callable[[], None] | None]]
+
+
+@dataclass(eq=False)
+class _Item(Generic[T]):
+    work: Work[T]
+    guard: Guard
+    context: contextvars.Context
+    future: Future[T] = field(default_factory=Future)
+    after: Callable[[], None] | None = None
+
 
 class DeadlineRunner:
-    def __init__(self, *, workers: int = 16, deadline_seconds: float = DEFAULT_DEADLINE_SECONDS) -> None:
+    """Runs webhooks' work under their deadline on the phone line's own threads.
+
+    `group_commit` (SQLite): one thread, waiting webhooks committed together. Otherwise
+    `workers` threads, one transaction per webhook.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        workers: int = 8,
+        group_commit: bool = False,
+        deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
+    ) -> None:
         self.deadline_seconds = deadline_seconds
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webhook")
+        self.engine = engine
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.group_commit = group_commit
+        self.batch = MAX_BATCH if group_commit else 1
+        self._queue: queue.SimpleQueue[_Item[Any] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"webhook-{i}", daemon=True)
+            for i in range(1 if group_commit else workers)
+        ]
+        for thread in self._threads:
+            thread.start()
         self.missed = 0  # answers given by the fallback because the deadline passed
 
-    async def run(
-        self, work: Callable[[Guard], T], fallback: Callable[[], T], *, arrived: float | None = None
-    ) -> T:
+    @classmethod
+    def for_engine(cls, engine: Engine) -> DeadlineRunner:
+        return cls(engine, group_commit=engine.dialect.name == "sqlite")
+
+    async def run(self, work: Work[T], fallback: Callable[[], T], *, arrived: float | None = None) -> T:
         started = arrived if arrived is not None else time.monotonic()
-        guard = Guard()
-        loop = asyncio.get_running_loop()
         # the request's context goes along: its log lines keep the call's request id
-        future = loop.run_in_executor(self._pool, contextvars.copy_context().run, work, guard)
-        future.add_done_callback(_retrieve)
+        item: _Item[T] = _Item(work, Guard(), contextvars.copy_context())
+        self._queue.put(item)
+        future = asyncio.wrap_future(item.future)
         remaining = max(0.05, self.deadline_seconds - (time.monotonic() - started))
         try:
             return await asyncio.wait_for(asyncio.shield(future), remaining)
         except TimeoutError:
             pass
-        if not guard.abandon():
+        except Exception:
+            # the work could not even answer for itself (its group commit failed): nothing
+            # of it is stored, and the caller hears the apology
+            log.warning("a webhook's transaction failed; the caller hears the apology")
+            return fallback()
+        if not item.guard.abandon():
             try:
                 return await asyncio.wait_for(asyncio.shield(future), COMMIT_GRACE_SECONDS)
             except TimeoutError:
                 log.error("a webhook's commit outlasted its grace; the caller hears the apology")
-        future.cancel()  # still queued: it will never start
+            except Exception:
+                log.warning("a webhook's transaction failed; the caller hears the apology")
+                return fallback()
+        future.add_done_callback(_retrieve)
         self.missed += 1
         metrics.deadline_missed()
         log.warning(
@@ -91,7 +158,85 @@ class DeadlineRunner:
         return fallback()
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for _ in self._threads:
+            self._queue.put(None)
+
+    # ------------------------------------------------------------ the phone line's threads
+
+    def _serve(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            items = [first]
+            while len(items) < self.batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                items.append(more)
+            # a webhook whose answer has already gone back never starts
+            items = [item for item in items if not item.guard.abandoned]
+            try:
+                if len(items) == 1:
+                    self._alone(items[0])
+                elif items:
+                    self._together(items)
+            except BaseException as exc:  # never let the thread die: the phone line has no other
+                log.exception("the phone line's writer failed")
+                for item in items:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+
+    def _alone(self, item: _Item[Any]) -> None:
+        """One webhook, one transaction: its work commits itself."""
+        try:
+            with self.sessions() as db:
+                value, after = item.context.run(item.work, db, item.guard)
+        except BaseException as exc:
+            item.future.set_exception(exc)
+            return
+        _finish(item, value, after)
+
+    def _together(self, items: list[_Item[Any]]) -> None:
+        """Group commit: one transaction, a savepoint per webhook, one commit for all."""
+        done: list[tuple[_Item[Any], Any, Callable[[], None] | None]] = []
+        with self.engine.connect() as conn:
+            conn.begin()
+            for item in items:
+                # the webhook's own commit() releases its savepoint; its rollback() undoes
+                # only its own work
+                db = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+                try:
+                    value, after = item.context.run(item.work, db, item.guard)
+                except BaseException as exc:
+                    item.future.set_exception(exc)
+                    continue
+                finally:
+                    db.close()
+                done.append((item, value, after))
+            try:
+                conn.commit()
+            except Exception as exc:
+                # nothing of this batch is stored: no webhook of it may say otherwise
+                log.exception("a group commit failed; its webhooks hear the apology")
+                for item, _, _ in done:
+                    item.future.set_exception(exc)
+                return
+        for item, value, after in done:
+            _finish(item, value, after)
+
+
+def _finish(item: _Item[Any], value: Any, after: Callable[[], None] | None) -> None:
+    if after is not None:
+        try:
+            item.context.run(after)
+        except Exception:
+            log.exception("work after a webhook's commit failed")
+    item.future.set_result(value)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

@@ -31,6 +31,7 @@ async def voice(request: Request) -> Response:
 import os  # noqa: E402
 
 from sqlalchemy import text  # noqa: E402
+
 from app.db import make_engine  # noqa: E402
 
 write_app = FastAPI()

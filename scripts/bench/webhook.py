@@ -74,10 +74,12 @@ def wait_up(url: str) -> None:
     raise SystemExit(f"server at {url} did not start")
 
 
+QUIET_ONE_WORKER = ("--log-level", "warning", "--no-access-log", "--workers", "1")
+
+
 def serve(module: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [PY, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port)]
-        + ["--log-level", "warning", "--no-access-log", "--workers", "1"],
+        [PY, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port), *QUIET_ONE_WORKER],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -221,7 +223,13 @@ class Calls:
         caller, partner = "CA" + secrets.token_hex(16), "CA" + secrets.token_hex(16)
         data = self._req(
             "/twilio/voice",
-            {"CallSid": caller, "From": pair[0], "To": PROGRAMME, "CallStatus": "ringing", "Direction": "inbound"},
+            {
+                "CallSid": caller,
+                "From": pair[0],
+                "To": PROGRAMME,
+                "CallStatus": "ringing",
+                "Direction": "inbound",
+            },
         )
 
         def answered(answer: load.Answer) -> bool:
@@ -252,19 +260,40 @@ class Calls:
     def _steps(self, caller: str, partner: str, room: str, pair: tuple[str, str]) -> None:
         stamp = "Mon, 23 Nov 2026 12:00:0{} +0000"
         steps = [
-            (f"/twilio/voice/whisper?room={room}", {"CallSid": partner, "AnsweredBy": "human", "CallStatus": "in-progress"}),
-            (f"/twilio/voice/whisper-answer?room={room}", {"CallSid": partner, "Digits": "1", "CallStatus": "in-progress"}),
             (
-                "/twilio/conference",
-                {"FriendlyName": room, "ConferenceSid": "CF" + room[5:] + "0" * 8, "CallSid": caller,
-                 "StatusCallbackEvent": "participant-join", "SequenceNumber": "1", "Timestamp": stamp.format(1)},
+                f"/twilio/voice/whisper?room={room}",
+                {"CallSid": partner, "AnsweredBy": "human", "CallStatus": "in-progress"},
+            ),
+            (
+                f"/twilio/voice/whisper-answer?room={room}",
+                {"CallSid": partner, "Digits": "1", "CallStatus": "in-progress"},
             ),
             (
                 "/twilio/conference",
-                {"FriendlyName": room, "ConferenceSid": "CF" + room[5:] + "0" * 8, "CallSid": partner,
-                 "StatusCallbackEvent": "participant-join", "SequenceNumber": "2", "Timestamp": stamp.format(2)},
+                {
+                    "FriendlyName": room,
+                    "ConferenceSid": "CF" + room[5:] + "0" * 8,
+                    "CallSid": caller,
+                    "StatusCallbackEvent": "participant-join",
+                    "SequenceNumber": "1",
+                    "Timestamp": stamp.format(1),
+                },
             ),
-            (f"/twilio/voice/stepped-out?room={room}", {"CallSid": caller, "DialCallStatus": "answered", "CallStatus": "in-progress"}),
+            (
+                "/twilio/conference",
+                {
+                    "FriendlyName": room,
+                    "ConferenceSid": "CF" + room[5:] + "0" * 8,
+                    "CallSid": partner,
+                    "StatusCallbackEvent": "participant-join",
+                    "SequenceNumber": "2",
+                    "Timestamp": stamp.format(2),
+                },
+            ),
+            (
+                f"/twilio/voice/stepped-out?room={room}",
+                {"CallSid": caller, "DialCallStatus": "answered", "CallStatus": "in-progress"},
+            ),
         ]
         chain: list[tuple[bytes, load.Check]] = []
         for path, form in steps:
@@ -286,12 +315,16 @@ class Calls:
         self.ready.append((data, then))
 
 
-def open_round(port: int, pid: int, pairs: list[tuple[str, str]], rate: float, seconds: float) -> tuple[Figures, Calls, int]:
+def open_round(
+    port: int, pid: int, pairs: list[tuple[str, str]], rate: float, seconds: float
+) -> tuple[Figures, Calls, int]:
     host = f"127.0.0.1:{port}"
     calls = Calls(f"http://{host}", host, pairs)
     cpu0 = cpu_seconds(pid)
     result = asyncio.run(load.open_loop("127.0.0.1", port, calls.next, rate=rate, seconds=seconds))
-    figures = Figures(len(result.latencies), result.elapsed, cpu_seconds(pid) - cpu0, result.errors, result.latencies)
+    figures = Figures(
+        len(result.latencies), result.elapsed, cpu_seconds(pid) - cpu0, result.errors, result.latencies
+    )
     return figures, calls, result.late_starts
 
 
@@ -319,7 +352,11 @@ def write_docs(lines: list[str]) -> None:
         raise SystemExit(f"{DOCS} has no {BEGIN_MARK} marker")
     head, rest = text.split(BEGIN_MARK, 1)
     body, tail = rest.split(END_MARK, 1)
-    kept = [line for line in body.strip().splitlines() if line.startswith("|") and not line.startswith(("| commit", "|---"))]
+    kept = [
+        line
+        for line in body.strip().splitlines()
+        if line.startswith("|") and not line.startswith(("| commit", "|---"))
+    ]
     table = "\n".join([HEADER, *kept, *lines])
     DOCS.write_text(f"{head}{BEGIN_MARK}\n{table}\n{END_MARK}{tail}")
 
@@ -359,7 +396,9 @@ def main() -> None:
         "PEERLINE_DEV_SECRETS": f"{tmp}/secrets.json",
         "PYTHONPATH": str(ROOT),
     }
-    os.environ.update({k: env[k] for k in ("SECRET_KEY", "TWILIO_AUTH_TOKEN", "PEERLINE_DEV_SECRETS", "SQLITE_SYNCHRONOUS")})
+    os.environ.update(
+        {k: env[k] for k in ("SECRET_KEY", "TWILIO_AUTH_TOKEN", "PEERLINE_DEV_SECRETS", "SQLITE_SYNCHRONOUS")}
+    )
     pairs = set_up(url, args.pairs)
     bare_db = f"sqlite:///{tmp}/bare.db" if url.startswith("sqlite") else url
     servers = {
@@ -375,7 +414,7 @@ def main() -> None:
             wait_up(f"http://127.0.0.1:{port}/twilio/voice")
         figures = {name: Figures() for name in servers}
         caller = pairs[0][0]
-        for name, (proc, port) in servers.items():  # warm-up
+        for proc, port in servers.values():  # warm-up
             closed_round(port, proc.pid, 300, args.connections, caller, Figures())
         for r in range(args.rounds):
             order = list(servers.items()) if r % 2 == 0 else list(reversed(list(servers.items())))
