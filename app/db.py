@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,6 +43,9 @@ class Limits:
     pool_seconds: float
     pool_size: int
     max_overflow: int
+    # SQLite: checkpoint the WAL at commit once it is long. A connection whose commits must
+    # never wait on the disk (the phone line's event loop) leaves that to a thread.
+    autocheckpoint: bool = True
 
 
 GENERAL = Limits(
@@ -67,14 +70,53 @@ PHONE_LINE = Limits(
 
 Synchronous = Literal["normal", "full"]
 
-_writer_locks: dict[str, threading.Lock] = {}
+
+
+class WriterLock:
+    """SQLite's writer lock as this process's threads take turns for it.
+
+    Threads that wait are served first come, first served; a try without waiting (the
+    event loop's, which must never block) succeeds only when nobody is waiting, so a
+    busy event loop cannot starve the dialer's or the console's threads.
+    """
+
+    def __init__(self) -> None:
+        self._turns = threading.Condition(threading.Lock())
+        self._held = False
+        self._waiting = 0
+
+    def acquire(self, timeout: float) -> bool:
+        with self._turns:
+            if not self._held and self._waiting == 0:
+                self._held = True
+                return True
+            if timeout <= 0:
+                return False
+            self._waiting += 1
+            try:
+                if self._turns.wait_for(lambda: not self._held, timeout):
+                    self._held = True
+                    return True
+                return False
+            finally:
+                self._waiting -= 1
+
+    def release(self) -> None:
+        with self._turns:
+            self._held = False
+            self._turns.notify()
+
+
+_writer_locks: dict[str, WriterLock] = {}
 _writer_locks_made = threading.Lock()
 
 
-def _writer_lock(url: str) -> threading.Lock:
+def _writer_lock(url: str) -> WriterLock:
     """One lock per database file and process, shared by every engine on that file."""
+    database = make_url(url).database or ""
+    key = os.path.abspath(database) if database and not database.startswith((":", "file:")) else url
     with _writer_locks_made:
-        return _writer_locks.setdefault(url, threading.Lock())
+        return _writer_locks.setdefault(key, WriterLock())
 
 
 class _WriterConnection(sqlite3.Connection):
@@ -84,7 +126,7 @@ class _WriterConnection(sqlite3.Connection):
     the lock next sees everything committed.
     """
 
-    held: threading.Lock | None = None
+    held: WriterLock | None = None
 
     def _release(self) -> None:
         held, self.held = self.held, None
@@ -114,6 +156,19 @@ def configured_synchronous() -> Synchronous:
     """SQLITE_SYNCHRONOUS from the environment, for engines made outside the app (the CLI)."""
     return "full" if os.environ.get("SQLITE_SYNCHRONOUS", "").strip().lower() == "full" else "normal"
 
+# The phone line's own connection on SQLite, used from the event loop: it never waits for
+# the writer lock (the caller waits asynchronously and tries again) and never checkpoints.
+PHONE_LINE_INLINE = Limits(
+    connect_seconds=2,
+    statement_ms=2_000,
+    lock_ms=0,
+    busy_ms=0,
+    pool_seconds=1.5,
+    pool_size=2,
+    max_overflow=0,
+    autocheckpoint=False,
+)
+
 
 def make_engine(
     url: str, limits: Limits = GENERAL, *, synchronous: Synchronous | None = None, **kwargs: Any
@@ -141,6 +196,8 @@ def make_engine(
             cursor.execute(f"PRAGMA busy_timeout={int(limits.busy_ms)}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA synchronous={sync}")
+            if not limits.autocheckpoint:
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
 
         @event.listens_for(engine, "begin")

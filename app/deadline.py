@@ -7,13 +7,21 @@ work is abandoned: it rolls back instead of committing, so a request that missed
 deadline leaves no partial rows. A commit that had already begun is given a short grace
 to finish, so what the caller hears and what is stored never disagree.
 
-On SQLite, which has one writer at a time, the phone line has exactly one writer thread
-(more threads would only queue for the same lock and fight the event loop for the GIL).
-It takes whatever webhooks are waiting, runs each in a SAVEPOINT of one transaction and
-commits them together (group commit): one commit, and with `SQLITE_SYNCHRONOUS=full` one
-fsync, for many webhooks. Each webhook still sees its own work committed before its
-answer goes back, and one that fails rolls back alone, to its savepoint. On PostgreSQL,
-a few threads run one webhook each, one transaction each.
+How the work runs depends on the database (`DeadlineRunner.for_engine`):
+
+- SQLite, `SQLITE_SYNCHRONOUS=normal` (**inline**): in the event loop itself. A webhook's
+  work is a millisecond of CPU and a few SQLite calls that never touch the disk's sync,
+  so a thread hop (and a pool of threads fighting the event loop for the GIL) cost more
+  than the work. The loop never waits for a lock: the writer lock is tried without
+  waiting (busy timeout 0), and while another connection holds it the webhook sleeps
+  asynchronously and tries again, until its deadline. The WAL is checkpointed by a
+  thread, so no commit in the loop waits for a checkpoint's fsync.
+- SQLite, `SQLITE_SYNCHRONOUS=full` (**group commit**): every commit waits for an fsync,
+  which must not happen in the loop. One writer thread takes whatever webhooks are
+  waiting, runs each in a SAVEPOINT of one transaction and commits them together: one
+  fsync for many webhooks. Each webhook's work is still committed before its answer
+  goes back, and one that fails rolls back alone, to its savepoint.
+- PostgreSQL (**threads**): a few threads run one webhook each, one transaction each.
 """
 
 from __future__ import annotations
@@ -27,9 +35,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import metrics
@@ -92,41 +101,63 @@ class _Item(Generic[T]):
     after: Callable[[], None] | None = None
 
 
-class DeadlineRunner:
-    """Runs webhooks' work under their deadline on the phone line's own threads.
+Mode = Literal["inline", "group", "threads"]
+CHECKPOINT_SECONDS = 0.5
+# how long an inline webhook sleeps between tries for the writer lock, at most
+RETRY_MAX_SECONDS = 0.01
 
-    `group_commit` (SQLite): one thread, waiting webhooks committed together. Otherwise
-    `workers` threads, one transaction per webhook.
-    """
+
+class DeadlineRunner:
+    """Runs webhooks' work under their deadline: in the event loop (`inline`), on one
+    writer thread committing waiting webhooks together (`group`), or on `workers`
+    threads with one transaction each (`threads`)."""
 
     def __init__(
         self,
         engine: Engine,
         *,
+        mode: Mode = "threads",
         workers: int = 8,
-        group_commit: bool = False,
         deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
     ) -> None:
         self.deadline_seconds = deadline_seconds
         self.engine = engine
+        self.mode = mode
         self.sessions = sessionmaker(engine, expire_on_commit=False)
-        self.group_commit = group_commit
-        self.batch = MAX_BATCH if group_commit else 1
+        self.batch = MAX_BATCH if mode == "group" else 1
         self._queue: queue.SimpleQueue[_Item[Any] | None] = queue.SimpleQueue()
+        self._stopped = threading.Event()
+        count = {"inline": 0, "group": 1, "threads": workers}[mode]
         self._threads = [
-            threading.Thread(target=self._serve, name=f"webhook-{i}", daemon=True)
-            for i in range(1 if group_commit else workers)
+            threading.Thread(target=self._serve, name=f"webhook-{i}", daemon=True) for i in range(count)
         ]
+        if mode == "inline":
+            self._threads.append(
+                threading.Thread(target=self._checkpoint, name="wal-checkpoint", daemon=True)
+            )
         for thread in self._threads:
             thread.start()
+        self._turn: asyncio.Lock | None = None
         self.missed = 0  # answers given by the fallback because the deadline passed
 
     @classmethod
-    def for_engine(cls, engine: Engine) -> DeadlineRunner:
-        return cls(engine, group_commit=engine.dialect.name == "sqlite")
+    def for_engine(
+        cls, engine: Engine, url: str, *, synchronous: str = "normal", **engine_kwargs: Any
+    ) -> DeadlineRunner:
+        """The phone line's runner for this database (see the module's docstring)."""
+        if engine.dialect.name != "sqlite":
+            return cls(engine, mode="threads")
+        if synchronous == "full":
+            return cls(engine, mode="group")
+        from app.db import PHONE_LINE_INLINE, make_engine
+
+        inline = make_engine(url, PHONE_LINE_INLINE, synchronous="normal", **engine_kwargs)
+        return cls(inline, mode="inline")
 
     async def run(self, work: Work[T], fallback: Callable[[], T], *, arrived: float | None = None) -> T:
         started = arrived if arrived is not None else time.monotonic()
+        if self.mode == "inline":
+            return await self._inline(work, fallback, started)
         # the request's context goes along: its log lines keep the call's request id
         item: _Item[T] = _Item(work, Guard(), contextvars.copy_context())
         self._queue.put(item)
@@ -150,16 +181,85 @@ class DeadlineRunner:
                 log.warning("a webhook's transaction failed; the caller hears the apology")
                 return fallback()
         future.add_done_callback(_retrieve)
+        self._missed(started)
+        return fallback()
+
+    def shutdown(self) -> None:
+        self._stopped.set()
+        for _ in self._threads:
+            self._queue.put(None)
+        if self.mode == "inline":
+            self.engine.dispose()
+
+    def _missed(self, started: float) -> None:
         self.missed += 1
         metrics.deadline_missed()
         log.warning(
             "webhook deadline passed after %.2f s; the caller hears the apology", time.monotonic() - started
         )
-        return fallback()
 
-    def shutdown(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
+    # ------------------------------------------------------------ in the event loop
+
+    async def _inline(self, work: Work[T], fallback: Callable[[], T], started: float) -> T:
+        deadline = started + self.deadline_seconds
+        if self._turn is None:
+            self._turn = asyncio.Lock()
+        # one webhook at a time tries for the writer lock; the others wait their turn here
+        async with self._turn:
+            delay = 0.0005
+            while True:
+                if time.monotonic() >= deadline:
+                    self._missed(started)
+                    return fallback()
+                conn = None
+                try:
+                    conn = self.engine.connect()
+                    conn.begin()  # BEGIN IMMEDIATE, without waiting (app/db.py)
+                    break
+                except OperationalError as exc:
+                    if conn is not None:
+                        conn.close()
+                    if not _locked(exc):
+                        log.warning(
+                            "the database refused a webhook's transaction; the caller hears the apology"
+                        )
+                        return fallback()
+                except Exception:
+                    if conn is not None:
+                        conn.close()
+                    log.exception("no connection for a webhook; the caller hears the apology")
+                    return fallback()
+                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+            # from here to the commit nothing awaits: no other webhook runs in between
+            try:
+                with Session(bind=conn, join_transaction_mode="control_fully", expire_on_commit=False) as db:
+                    value, after = work(db, Guard())
+            except Exception:
+                log.exception("a webhook's work failed; the caller hears the apology")
+                return fallback()
+            finally:
+                conn.close()
+        if after is not None:
+            try:
+                after()
+            except Exception:
+                log.exception("work after a webhook's commit failed")
+        return value
+
+    def _checkpoint(self) -> None:
+        """The inline connection never checkpoints (its fsync would stall the event loop)."""
+        while not self._stopped.wait(CHECKPOINT_SECONDS):
+            try:
+                raw = self.engine.raw_connection()
+                try:
+                    cursor = raw.cursor()
+                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    cursor.close()
+                finally:
+                    raw.close()
+            except Exception:
+                log.debug("WAL checkpoint skipped", exc_info=True)
 
     # ------------------------------------------------------------ the phone line's threads
 
@@ -237,6 +337,11 @@ def _finish(item: _Item[Any], value: Any, after: Callable[[], None] | None) -> N
         except Exception:
             log.exception("work after a webhook's commit failed")
     item.future.set_result(value)
+
+
+def _locked(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "locked" in text or "busy" in text
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

@@ -167,7 +167,9 @@ def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAP
     phone_engine = make_engine(settings.database_url, PHONE_LINE, synchronous=sync, **engine_kwargs)
     app.state.phone_engine = phone_engine
     app.state.phone_sessionmaker = make_sessionmaker(phone_engine)
-    app.state.deadline = DeadlineRunner.for_engine(phone_engine)
+    app.state.deadline = DeadlineRunner.for_engine(
+        phone_engine, settings.database_url, synchronous=sync, **engine_kwargs
+    )
     app.state.probe = ThreadPoolExecutor(max_workers=2, thread_name_prefix="readyz")
     app.state.ready_probe = None
     app.state.context = Context(

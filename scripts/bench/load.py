@@ -35,6 +35,7 @@ class Result:
     errors: int = 0
     elapsed: float = 0.0
     late_starts: int = 0  # open loop: requests the client itself could not start on time
+    lost: int = 0  # connections that closed or could not be made
 
 
 def signed_request(
@@ -164,11 +165,12 @@ async def open_loop(
         if item is None:
             return
         data, check = item
-        conn = idle.pop() if idle else await connect(host, port)
         try:
+            conn = idle.pop() if idle else await connect(host, port)
             answer = await conn.request(data)
-        except ConnectionError:
+        except OSError:
             result.errors += 1
+            result.lost += 1
             return
         result.latencies.append(time.perf_counter() - due)
         if not check(answer):
