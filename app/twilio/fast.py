@@ -117,7 +117,9 @@ class Prepared:
     def params(self, given: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
         values = {**self.constants, **given}
         for name, process in self.processors.items():
-            values[name] = process(values[name])
+            value = values[name]
+            if value is not None:  # NULL is NULL: most of a new call's times are not set yet
+                values[name] = process(value)
         return [values[name] for name in self.names] if self.names is not None else values
 
     def run(self, cursor: Any, given: Mapping[str, Any]) -> Any:
