@@ -37,7 +37,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -127,17 +127,11 @@ class DeadlineRunner:
         self.batch = MAX_BATCH if mode == "group" else 1
         self._queue: queue.SimpleQueue[_Item[Any] | None] = queue.SimpleQueue()
         self._stopped = threading.Event()
-        count = {"inline": 0, "group": 1, "threads": workers}[mode]
-        self._threads = [
-            threading.Thread(target=self._serve, name=f"webhook-{i}", daemon=True) for i in range(count)
-        ]
-        if mode == "inline":
-            self._threads.append(
-                threading.Thread(target=self._checkpoint, name="wal-checkpoint", daemon=True)
-            )
-        for thread in self._threads:
-            thread.start()
+        self._workers = {"inline": 0, "group": 1, "threads": workers}[mode]
+        self._threads: list[threading.Thread] = []
+        self._starting = threading.Lock()
         self._turn: asyncio.Lock | None = None
+        self._conn: Connection | None = None
         self.missed = 0  # answers given by the fallback because the deadline passed
 
     @classmethod
@@ -154,8 +148,27 @@ class DeadlineRunner:
         inline = make_engine(url, PHONE_LINE_INLINE, synchronous="normal", **engine_kwargs)
         return cls(inline, mode="inline")
 
+    def _start(self) -> None:
+        """The threads start with the first webhook: an app that never answers one (a
+        command, a test of the console) starts none."""
+        with self._starting:
+            if self._threads or self._stopped.is_set():
+                return
+            self._threads = [
+                threading.Thread(target=self._serve, name=f"webhook-{i}", daemon=True)
+                for i in range(self._workers)
+            ]
+            if self.mode == "inline":
+                self._threads.append(
+                    threading.Thread(target=self._checkpoint, name="wal-checkpoint", daemon=True)
+                )
+            for thread in self._threads:
+                thread.start()
+
     async def run(self, work: Work[T], fallback: Callable[[], T], *, arrived: float | None = None) -> T:
         started = arrived if arrived is not None else time.monotonic()
+        if not self._threads:
+            self._start()
         if self.mode == "inline":
             return await self._inline(work, fallback, started)
         # the request's context goes along: its log lines keep the call's request id
@@ -185,10 +198,12 @@ class DeadlineRunner:
         return fallback()
 
     def shutdown(self) -> None:
-        self._stopped.set()
+        with self._starting:
+            self._stopped.set()
         for _ in self._threads:
             self._queue.put(None)
         if self.mode == "inline":
+            self._drop()
             self.engine.dispose()
 
     def _missed(self, started: float) -> None:
@@ -211,41 +226,58 @@ class DeadlineRunner:
                 if time.monotonic() >= deadline:
                     self._missed(started)
                     return fallback()
-                conn = None
                 try:
-                    conn = self.engine.connect()
+                    conn = self._connection()
                     conn.begin()  # BEGIN IMMEDIATE, without waiting (app/db.py)
                     break
                 except OperationalError as exc:
-                    if conn is not None:
-                        conn.close()
                     if not _locked(exc):
+                        self._drop()
                         log.warning(
                             "the database refused a webhook's transaction; the caller hears the apology"
                         )
                         return fallback()
                 except Exception:
-                    if conn is not None:
-                        conn.close()
+                    self._drop()
                     log.exception("no connection for a webhook; the caller hears the apology")
                     return fallback()
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
             # from here to the commit nothing awaits: no other webhook runs in between
             try:
+                # the session commits or rolls back the transaction begun above; closing it
+                # leaves the connection clean for the next webhook
                 with Session(bind=conn, join_transaction_mode="control_fully", expire_on_commit=False) as db:
                     value, after = work(db, Guard())
+                if conn.in_transaction():  # begun again after the commit (a read): not kept
+                    conn.rollback()
             except Exception:
+                self._drop()
                 log.exception("a webhook's work failed; the caller hears the apology")
                 return fallback()
-            finally:
-                conn.close()
         if after is not None:
             try:
                 after()
             except Exception:
                 log.exception("work after a webhook's commit failed")
         return value
+
+    def _connection(self) -> Connection:
+        """The event loop's own connection, kept between webhooks: only the loop uses it,
+        one webhook at a time, and a checkout from the pool per webhook cost more than
+        the webhook's statements."""
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._conn = self.engine.connect()
+        return conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                log.debug("closing a failed connection failed too", exc_info=True)
 
     def _checkpoint(self) -> None:
         """The inline connection never checkpoints (its fsync would stall the event loop)."""

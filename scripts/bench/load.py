@@ -36,6 +36,7 @@ class Result:
     elapsed: float = 0.0
     late_starts: int = 0  # open loop: requests the client itself could not start on time
     lost: int = 0  # connections that closed or could not be made
+    retried: int = 0  # requests sent again after a kept-alive connection was closed under them
 
 
 def signed_request(
@@ -165,13 +166,27 @@ async def open_loop(
         if item is None:
             return
         data, check = item
+        while idle and (idle[-1].closed or idle[-1].transport is None or idle[-1].transport.is_closing()):
+            idle.pop()  # the server closed it after its keep-alive timeout
+        reused = bool(idle)
         try:
             conn = idle.pop() if idle else await connect(host, port)
             answer = await conn.request(data)
         except OSError:
-            result.errors += 1
-            result.lost += 1
-            return
+            if not reused:
+                result.errors += 1
+                result.lost += 1
+                return
+            # a kept-alive connection the server closed just as the request went out: what
+            # any HTTP client does, try once more on a new one (webhooks are idempotent)
+            result.retried += 1
+            try:
+                conn = await connect(host, port)
+                answer = await conn.request(data)
+            except OSError:
+                result.errors += 1
+                result.lost += 1
+                return
         result.latencies.append(time.perf_counter() - due)
         if not check(answer):
             result.errors += 1

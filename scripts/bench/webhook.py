@@ -145,6 +145,18 @@ def set_up(url: str, pairs: int) -> list[tuple[str, str]]:
     return made
 
 
+def fresh_postgresql(server: str) -> str:
+    """A new, empty database on that server for this run (the bench enrols fixed numbers)."""
+    from sqlalchemy import create_engine, make_url, text
+
+    name = f"peerline_bench_{secrets.token_hex(4)}"
+    admin = create_engine(make_url(server).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(server).set(database=name).render_as_string(hide_password=False)
+
+
 # ---------------------------------------------------------------- closed loop
 
 
@@ -363,7 +375,7 @@ class Calls:
 
 def open_round(
     port: int, pid: int, pairs: list[tuple[str, str]], rate: float, seconds: float
-) -> tuple[Figures, Calls, int, int]:
+) -> tuple[Figures, Calls, load.Result]:
     host = f"127.0.0.1:{port}"
     calls = Calls(f"http://{host}", host, pairs)
     cpu0 = cpu_seconds(pid)
@@ -371,7 +383,7 @@ def open_round(
     figures = Figures(
         len(result.latencies), result.elapsed, cpu_seconds(pid) - cpu0, result.errors, result.latencies
     )
-    return figures, calls, result.late_starts, result.lost
+    return figures, calls, result
 
 
 # ---------------------------------------------------------------- the run
@@ -429,6 +441,8 @@ def main() -> None:
 
     tmp = tempfile.mkdtemp(prefix="peerline-bench-")
     url = args.database_url or f"sqlite:///{tmp}/bench.db"
+    if url.startswith("postgresql"):
+        url = fresh_postgresql(url)
     peer_port, bare_port, write_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
@@ -482,7 +496,7 @@ def main() -> None:
                 closed_round(
                     port, proc.pid, args.requests, args.connections, callers, figures[name], answers[name]
                 )
-        opened, calls, late, lost = open_round(
+        opened, calls, client = open_round(
             peer_port,
             servers["peerline"][0].pid,
             pairs[BUSY_PAIRS + RUNG_PAIRS :],
@@ -516,8 +530,9 @@ def main() -> None:
         print(f"{name}: {a.rung} rung, {a.busy} partner on another call, {a.other} other answers")
     print(
         f"open loop: {calls.calls} calls begun, {calls.unexpected} inbound without a room, "
-        f"{late} requests started late by the client, errors {opened.errors} {dict(calls.failed)}, "
-        f"connections lost {lost}"
+        f"{client.late_starts} requests started late by the client, errors {opened.errors} "
+        f"{dict(calls.failed)}, connections lost {client.lost}, sent again on a new connection "
+        f"after the server closed a kept-alive one {client.retried}"
     )
     if args.write_docs:
         write_docs(lines)
