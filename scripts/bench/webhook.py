@@ -373,6 +373,38 @@ class Calls:
         self.ready.append((data, then))
 
 
+class Inbound:
+    """Open loop of inbound calls only, from callers whose partners are on another call:
+    the surge of a reminder wave answered at once, without the partners' legs."""
+
+    def __init__(self, base: str, host: str, callers: list[str]) -> None:
+        self.base, self.host, self.callers = base, host, callers
+        self.validator = RequestValidator(TOKEN)
+        self.sent = 0
+        self.answers = Answers()
+
+    async def next(self) -> tuple[bytes, load.Check] | None:
+        self.sent += 1
+        form = {
+            "CallSid": "CA" + secrets.token_hex(16),
+            "From": self.callers[self.sent % len(self.callers)],
+            "To": PROGRAMME,
+            "CallStatus": "ringing",
+            "Direction": "inbound",
+        }
+        return load.signed_request(self.validator, self.base, self.host, "/twilio/voice", form), self.answers
+
+
+def open_inbound_round(port: int, pid: int, callers: list[str], rate: float, seconds: float) -> Figures:
+    host = f"127.0.0.1:{port}"
+    inbound = Inbound(f"http://{host}", host, callers)
+    cpu0 = cpu_seconds(pid)
+    result = asyncio.run(load.open_loop("127.0.0.1", port, inbound.next, rate=rate, seconds=seconds))
+    return Figures(
+        len(result.latencies), result.elapsed, cpu_seconds(pid) - cpu0, result.errors, result.latencies
+    )
+
+
 def open_round(
     port: int, pid: int, pairs: list[tuple[str, str]], rate: float, seconds: float
 ) -> tuple[Figures, Calls, load.Result]:
@@ -496,6 +528,9 @@ def main() -> None:
                 closed_round(
                     port, proc.pid, args.requests, args.connections, callers, figures[name], answers[name]
                 )
+        surge = open_inbound_round(
+            peer_port, servers["peerline"][0].pid, ana, args.rate, min(args.open_seconds, 30.0)
+        )
         opened, calls, client = open_round(
             peer_port,
             servers["peerline"][0].pid,
@@ -522,6 +557,12 @@ def main() -> None:
             bare,
         ),
         row(label, f"open loop {args.rate:.0f}/s × {args.open_seconds:.0f} s, mixed steps", opened, None),
+        row(
+            label,
+            f"open loop {args.rate:.0f}/s × {min(args.open_seconds, 30.0):.0f} s, inbound only (a surge)",
+            surge,
+            None,
+        ),
     ]
     print(HEADER)
     print("\n".join(lines))
