@@ -71,7 +71,6 @@ PHONE_LINE = Limits(
 Synchronous = Literal["normal", "full"]
 
 
-
 class WriterLock:
     """SQLite's writer lock as this process's threads take turns for it.
 
@@ -155,6 +154,7 @@ class _WriterConnection(sqlite3.Connection):
 def configured_synchronous() -> Synchronous:
     """SQLITE_SYNCHRONOUS from the environment, for engines made outside the app (the CLI)."""
     return "full" if os.environ.get("SQLITE_SYNCHRONOUS", "").strip().lower() == "full" else "normal"
+
 
 # The phone line's own connection on SQLite, used from the event loop: it never waits for
 # the writer lock (the caller waits asynchronously and tries again) and never checkpoints.

@@ -29,6 +29,7 @@ import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -105,7 +106,9 @@ class Prepared:
         state = compiled.construct_expanded_state(dict.fromkeys(given))
         self.sql: str = state.statement
         self.names: Sequence[str] | None = list(state.positiontup) if compiled.positional else None
-        # the columns' own bind processing (aware UTC datetimes, vocabulary values)
+        # the columns' own bind processing (aware UTC datetimes, vocabulary values); the
+        # compiler's processors are not public API: tests/test_fast_path.py compares every
+        # column written here with what the ORM writes
         processors = {**compiled._bind_processors, **state.processors}
         self.constants = {
             k: processors[k](v) if k in processors else v
@@ -224,7 +227,14 @@ class Known:
 
 
 def known_caller(
-    db: Session, vault: PhoneVault, *, sid: str, from_: str, region: str, lang: Language | None, now: Any
+    db: Session,
+    vault: PhoneVault,
+    *,
+    sid: str,
+    from_: str,
+    region: str,
+    lang: Language | None,
+    now: datetime,
 ) -> Known | None:
     """The facts for an inbound call from a participant's own phone, or None for the general path."""
     if is_withheld(from_):

@@ -482,8 +482,9 @@ def _handler(step: str) -> Handler:
 
 # ---------------------------------------------------------------- routes
 #
-# The routes are async and hand the whole request to one thread of the phone line's own
-# pool, under the deadline (app/deadline.py): Twilio is waiting, and so is a caller.
+# The routes are async and hand the whole request to the phone line's runner, under the
+# deadline (app/deadline.py): in the event loop on SQLite, never waiting for a lock there,
+# or on the phone line's own threads. Twilio is waiting, and so is a caller.
 
 
 class _AfterCommit(Dialer):

@@ -145,6 +145,16 @@ def set_up(url: str, pairs: int) -> list[tuple[str, str]]:
     return made
 
 
+def drop_postgresql(url: str) -> None:
+    from sqlalchemy import create_engine, make_url, text
+
+    name = make_url(url).database
+    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 def fresh_postgresql(server: str) -> str:
     """A new, empty database on that server for this run (the bench enrols fixed numbers)."""
     from sqlalchemy import create_engine, make_url, text
@@ -542,6 +552,8 @@ def main() -> None:
         for proc, _ in servers.values():
             proc.terminate()
             proc.wait(timeout=10)
+        if url.startswith("postgresql"):
+            drop_postgresql(url)
     database = "SQLite" if url.startswith("sqlite") else "PostgreSQL"
     sync = f", synchronous={args.sqlite_synchronous}" if database == "SQLite" else ""
     label = args.label or "this run"
