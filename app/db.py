@@ -3,16 +3,25 @@
 SQLite runs in WAL mode with a busy timeout, and every transaction takes the write
 lock up front (BEGIN IMMEDIATE): concurrent webhooks then wait their turn instead of
 failing with "database is locked" when a reader tries to upgrade to a writer.
+
+Inside one process, threads wait for that lock on a Python lock instead of in SQLite's
+busy handler, which sleeps in steps of up to 100 ms and wakes no one when the lock is
+released: with fifteen pooled connections the phone line's p99 was made of those sleeps.
+The busy timeout still governs waits on other processes (the CLI, a backup).
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -34,6 +43,9 @@ class Limits:
     pool_seconds: float
     pool_size: int
     max_overflow: int
+    # SQLite: checkpoint the WAL at commit once it is long. A connection whose commits must
+    # never wait on the disk (the phone line's event loop) leaves that to a thread.
+    autocheckpoint: bool = True
 
 
 GENERAL = Limits(
@@ -56,11 +68,125 @@ PHONE_LINE = Limits(
 )
 
 
-def make_engine(url: str, limits: Limits = GENERAL, **kwargs: Any) -> Engine:
+Synchronous = Literal["normal", "full"]
+
+
+class WriterLock:
+    """SQLite's writer lock as this process's threads take turns for it.
+
+    Threads that wait are served first come, first served; a try without waiting (the
+    event loop's, which must never block) succeeds only when nobody is waiting, so a
+    busy event loop cannot starve the dialer's or the console's threads.
+    """
+
+    def __init__(self) -> None:
+        self._turns = threading.Condition(threading.Lock())
+        self._held = False
+        self._waiting = 0
+
+    def acquire(self, timeout: float) -> bool:
+        with self._turns:
+            if not self._held and self._waiting == 0:
+                self._held = True
+                return True
+            if timeout <= 0:
+                return False
+            self._waiting += 1
+            try:
+                if self._turns.wait_for(lambda: not self._held, timeout):
+                    self._held = True
+                    return True
+                return False
+            finally:
+                self._waiting -= 1
+
+    def release(self) -> None:
+        with self._turns:
+            self._held = False
+            self._turns.notify()
+
+
+_writer_locks: dict[str, WriterLock] = {}
+_writer_locks_made = threading.Lock()
+
+
+def _writer_lock(url: str) -> WriterLock:
+    """One lock per database file and process, shared by every engine on that file."""
+    database = make_url(url).database or ""
+    key = os.path.abspath(database) if database and not database.startswith((":", "file:")) else url
+    with _writer_locks_made:
+        return _writer_locks.setdefault(key, WriterLock())
+
+
+class _WriterConnection(sqlite3.Connection):
+    """A SQLite connection that gives the process's writer lock back when its transaction ends.
+
+    It is released after COMMIT or ROLLBACK has finished, never before: a thread that gets
+    the lock next sees everything committed.
+    """
+
+    held: WriterLock | None = None
+
+    def _release(self) -> None:
+        held, self.held = self.held, None
+        if held is not None:
+            held.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._release()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
+
+
+def configured_synchronous() -> Synchronous:
+    """SQLITE_SYNCHRONOUS from the environment, for engines made outside the app (the CLI)."""
+    return "full" if os.environ.get("SQLITE_SYNCHRONOUS", "").strip().lower() == "full" else "normal"
+
+
+# The phone line's own connection on SQLite, used from the event loop: it never waits for
+# the writer lock (the caller waits asynchronously and tries again) and never checkpoints.
+PHONE_LINE_INLINE = Limits(
+    connect_seconds=2,
+    statement_ms=2_000,
+    lock_ms=0,
+    busy_ms=0,
+    pool_seconds=1.5,
+    pool_size=2,
+    max_overflow=0,
+    autocheckpoint=False,
+)
+
+
+def make_engine(
+    url: str, limits: Limits = GENERAL, *, synchronous: Synchronous | None = None, **kwargs: Any
+) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"timeout": limits.busy_ms / 1000, "check_same_thread": False}, **kwargs
+            url,
+            connect_args={
+                "timeout": limits.busy_ms / 1000,
+                "check_same_thread": False,
+                "factory": _WriterConnection,
+            },
+            **kwargs,
         )
+        lock = _writer_lock(url)
+        # NORMAL in WAL mode does not fsync at commit: a power cut may lose the last
+        # transactions (never corrupt the file). FULL fsyncs the WAL at every commit.
+        sync = (synchronous or configured_synchronous()).upper()
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -69,12 +195,24 @@ def make_engine(url: str, limits: Limits = GENERAL, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={int(limits.busy_ms)}")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA synchronous={sync}")
+            if not limits.autocheckpoint:
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            dbapi_conn = conn.connection.dbapi_connection
+            if not lock.acquire(timeout=limits.busy_ms / 1000):
+                raise OperationalError(
+                    "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked (by this process)")
+                )
+            dbapi_conn.held = lock
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                dbapi_conn._release()
+                raise
 
         return engine
     options = (

@@ -1,11 +1,27 @@
 """The phone line never waits: a webhook answers within its deadline, whatever the database does.
 
-Each webhook's work runs on a small pool of threads of its own, so stuck console or API
+Each webhook's work runs on threads of the phone line's own, so stuck console or API
 requests cannot starve the phone line (and stuck webhooks cannot starve them). When the
 deadline passes first, the caller gets the fallback answer (the spoken apology) and the
 work is abandoned: it rolls back instead of committing, so a request that missed its
 deadline leaves no partial rows. A commit that had already begun is given a short grace
 to finish, so what the caller hears and what is stored never disagree.
+
+How the work runs depends on the database (`DeadlineRunner.for_engine`):
+
+- SQLite, `SQLITE_SYNCHRONOUS=normal` (**inline**): in the event loop itself. A webhook's
+  work is a millisecond of CPU and a few SQLite calls that never touch the disk's sync,
+  so a thread hop (and a pool of threads fighting the event loop for the GIL) cost more
+  than the work. The loop never waits for a lock: the writer lock is tried without
+  waiting (busy timeout 0), and while another connection holds it the webhook sleeps
+  asynchronously and tries again, until its deadline. The WAL is checkpointed by a
+  thread, so no commit in the loop waits for a checkpoint's fsync.
+- SQLite, `SQLITE_SYNCHRONOUS=full` (**group commit**): every commit waits for an fsync,
+  which must not happen in the loop. One writer thread takes whatever webhooks are
+  waiting, runs each in a SAVEPOINT of one transaction and commits them together: one
+  fsync for many webhooks. Each webhook's work is still committed before its answer
+  goes back, and one that fails rolls back alone, to its savepoint.
+- PostgreSQL (**threads**): a few threads run one webhook each, one transaction each.
 """
 
 from __future__ import annotations
@@ -13,11 +29,17 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from app import metrics
 
@@ -27,6 +49,8 @@ T = TypeVar("T")
 # Twilio waits 15 s, the design promises 3 s; leave room for the network and the proxy.
 DEFAULT_DEADLINE_SECONDS = 2.0
 COMMIT_GRACE_SECONDS = 0.4
+# a group commit takes at most this many webhooks: a batch must stay a few milliseconds
+MAX_BATCH = 32
 
 
 class Abandoned(Exception):
@@ -56,42 +80,300 @@ class Guard:
             self._abandoned = True
             return True
 
+    @property
+    def abandoned(self) -> bool:
+        with self._lock:
+            return self._abandoned
+
+
+# A webhook's work: given its session and guard, it decides, records, commits (for a group
+# commit: releases its savepoint) and returns the answer, plus what must happen only once
+# the work is durably committed (REST requests to Twilio), or None.
+Work = Callable[[Session, Guard], tuple[T, Callable[[], None] | None]]
+
+
+@dataclass(eq=False)
+class _Item(Generic[T]):
+    work: Work[T]
+    guard: Guard
+    context: contextvars.Context
+    future: Future[T] = field(default_factory=Future)
+    after: Callable[[], None] | None = None
+
+
+Mode = Literal["inline", "group", "threads"]
+CHECKPOINT_SECONDS = 0.5
+# how long an inline webhook sleeps between tries for the writer lock, at most
+RETRY_MAX_SECONDS = 0.01
+
 
 class DeadlineRunner:
-    def __init__(self, *, workers: int = 16, deadline_seconds: float = DEFAULT_DEADLINE_SECONDS) -> None:
+    """Runs webhooks' work under their deadline: in the event loop (`inline`), on one
+    writer thread committing waiting webhooks together (`group`), or on `workers`
+    threads with one transaction each (`threads`)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        mode: Mode = "threads",
+        workers: int = 8,
+        deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
+    ) -> None:
         self.deadline_seconds = deadline_seconds
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webhook")
+        self.engine = engine
+        self.mode = mode
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.batch = MAX_BATCH if mode == "group" else 1
+        self._queue: queue.SimpleQueue[_Item[Any] | None] = queue.SimpleQueue()
+        self._stopped = threading.Event()
+        self._workers = {"inline": 0, "group": 1, "threads": workers}[mode]
+        self._threads: list[threading.Thread] = []
+        self._starting = threading.Lock()
+        self._turn: asyncio.Lock | None = None
+        self._conn: Connection | None = None
         self.missed = 0  # answers given by the fallback because the deadline passed
 
-    async def run(
-        self, work: Callable[[Guard], T], fallback: Callable[[], T], *, arrived: float | None = None
-    ) -> T:
+    @classmethod
+    def for_engine(
+        cls, engine: Engine, url: str, *, synchronous: str = "normal", **engine_kwargs: Any
+    ) -> DeadlineRunner:
+        """The phone line's runner for this database (see the module's docstring)."""
+        if engine.dialect.name != "sqlite":
+            return cls(engine, mode="threads")
+        if synchronous == "full":
+            return cls(engine, mode="group")
+        from app.db import PHONE_LINE_INLINE, make_engine
+
+        inline = make_engine(url, PHONE_LINE_INLINE, synchronous="normal", **engine_kwargs)
+        return cls(inline, mode="inline")
+
+    def _start(self) -> None:
+        """The threads start with the first webhook: an app that never answers one (a
+        command, a test of the console) starts none."""
+        with self._starting:
+            if self._threads or self._stopped.is_set():
+                return
+            self._threads = [
+                threading.Thread(target=self._serve, name=f"webhook-{i}", daemon=True)
+                for i in range(self._workers)
+            ]
+            if self.mode == "inline":
+                self._threads.append(
+                    threading.Thread(target=self._checkpoint, name="wal-checkpoint", daemon=True)
+                )
+            for thread in self._threads:
+                thread.start()
+
+    async def run(self, work: Work[T], fallback: Callable[[], T], *, arrived: float | None = None) -> T:
         started = arrived if arrived is not None else time.monotonic()
-        guard = Guard()
-        loop = asyncio.get_running_loop()
+        if not self._threads:
+            self._start()
+        if self.mode == "inline":
+            return await self._inline(work, fallback, started)
         # the request's context goes along: its log lines keep the call's request id
-        future = loop.run_in_executor(self._pool, contextvars.copy_context().run, work, guard)
-        future.add_done_callback(_retrieve)
+        item: _Item[T] = _Item(work, Guard(), contextvars.copy_context())
+        self._queue.put(item)
+        future = asyncio.wrap_future(item.future)
         remaining = max(0.05, self.deadline_seconds - (time.monotonic() - started))
         try:
             return await asyncio.wait_for(asyncio.shield(future), remaining)
         except TimeoutError:
             pass
-        if not guard.abandon():
+        except Exception:
+            # the work could not even answer for itself (its group commit failed): nothing
+            # of it is stored, and the caller hears the apology
+            log.warning("a webhook's transaction failed; the caller hears the apology")
+            return fallback()
+        if not item.guard.abandon():
             try:
                 return await asyncio.wait_for(asyncio.shield(future), COMMIT_GRACE_SECONDS)
             except TimeoutError:
                 log.error("a webhook's commit outlasted its grace; the caller hears the apology")
-        future.cancel()  # still queued: it will never start
+            except Exception:
+                log.warning("a webhook's transaction failed; the caller hears the apology")
+                return fallback()
+        future.add_done_callback(_retrieve)
+        self._missed(started)
+        return fallback()
+
+    def shutdown(self) -> None:
+        with self._starting:
+            self._stopped.set()
+        for _ in self._threads:
+            self._queue.put(None)
+        if self.mode == "inline":
+            self._drop()
+            self.engine.dispose()
+
+    def _missed(self, started: float) -> None:
         self.missed += 1
         metrics.deadline_missed()
         log.warning(
             "webhook deadline passed after %.2f s; the caller hears the apology", time.monotonic() - started
         )
-        return fallback()
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    # ------------------------------------------------------------ in the event loop
+
+    async def _inline(self, work: Work[T], fallback: Callable[[], T], started: float) -> T:
+        deadline = started + self.deadline_seconds
+        if self._turn is None:
+            self._turn = asyncio.Lock()
+        # one webhook at a time tries for the writer lock; the others wait their turn here
+        async with self._turn:
+            delay = 0.0005
+            while True:
+                if time.monotonic() >= deadline:
+                    self._missed(started)
+                    return fallback()
+                try:
+                    conn = self._connection()
+                    conn.begin()  # BEGIN IMMEDIATE, without waiting (app/db.py)
+                    break
+                except OperationalError as exc:
+                    if not _locked(exc):
+                        self._drop()
+                        log.warning(
+                            "the database refused a webhook's transaction; the caller hears the apology"
+                        )
+                        return fallback()
+                except Exception:
+                    self._drop()
+                    log.exception("no connection for a webhook; the caller hears the apology")
+                    return fallback()
+                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+            # from here to the commit nothing awaits: no other webhook runs in between
+            try:
+                # the session commits or rolls back the transaction begun above; closing it
+                # leaves the connection clean for the next webhook
+                with Session(bind=conn, join_transaction_mode="control_fully", expire_on_commit=False) as db:
+                    value, after = work(db, Guard())
+                if conn.in_transaction():  # begun again after the commit (a read): not kept
+                    conn.rollback()
+            except Exception:
+                self._drop()
+                log.exception("a webhook's work failed; the caller hears the apology")
+                return fallback()
+        if after is not None:
+            try:
+                after()
+            except Exception:
+                log.exception("work after a webhook's commit failed")
+        return value
+
+    def _connection(self) -> Connection:
+        """The event loop's own connection, kept between webhooks: only the loop uses it,
+        one webhook at a time, and a checkout from the pool per webhook cost more than
+        the webhook's statements."""
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._conn = self.engine.connect()
+        return conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                log.debug("closing a failed connection failed too", exc_info=True)
+
+    def _checkpoint(self) -> None:
+        """The inline connection never checkpoints (its fsync would stall the event loop)."""
+        while not self._stopped.wait(CHECKPOINT_SECONDS):
+            try:
+                raw = self.engine.raw_connection()
+                try:
+                    cursor = raw.cursor()
+                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    cursor.close()
+                finally:
+                    raw.close()
+            except Exception:
+                log.debug("WAL checkpoint skipped", exc_info=True)
+
+    # ------------------------------------------------------------ the phone line's threads
+
+    def _serve(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            items = [first]
+            while len(items) < self.batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                items.append(more)
+            # a webhook whose answer has already gone back never starts
+            items = [item for item in items if not item.guard.abandoned]
+            try:
+                if len(items) == 1:
+                    self._alone(items[0])
+                elif items:
+                    self._together(items)
+            except BaseException as exc:  # never let the thread die: the phone line has no other
+                log.exception("the phone line's writer failed")
+                for item in items:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+
+    def _alone(self, item: _Item[Any]) -> None:
+        """One webhook, one transaction: its work commits itself."""
+        try:
+            with self.sessions() as db:
+                value, after = item.context.run(item.work, db, item.guard)
+        except BaseException as exc:
+            item.future.set_exception(exc)
+            return
+        _finish(item, value, after)
+
+    def _together(self, items: list[_Item[Any]]) -> None:
+        """Group commit: one transaction, a savepoint per webhook, one commit for all."""
+        done: list[tuple[_Item[Any], Any, Callable[[], None] | None]] = []
+        with self.engine.connect() as conn:
+            conn.begin()
+            for item in items:
+                # the webhook's own commit() releases its savepoint; its rollback() undoes
+                # only its own work
+                db = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+                try:
+                    value, after = item.context.run(item.work, db, item.guard)
+                except BaseException as exc:
+                    item.future.set_exception(exc)
+                    continue
+                finally:
+                    db.close()
+                done.append((item, value, after))
+            try:
+                conn.commit()
+            except Exception as exc:
+                # nothing of this batch is stored: no webhook of it may say otherwise
+                log.exception("a group commit failed; its webhooks hear the apology")
+                for item, _, _ in done:
+                    item.future.set_exception(exc)
+                return
+        for item, value, after in done:
+            _finish(item, value, after)
+
+
+def _finish(item: _Item[Any], value: Any, after: Callable[[], None] | None) -> None:
+    if after is not None:
+        try:
+            item.context.run(after)
+        except Exception:
+            log.exception("work after a webhook's commit failed")
+    item.future.set_result(value)
+
+
+def _locked(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return "locked" in text or "busy" in text
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

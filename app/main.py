@@ -163,14 +163,17 @@ def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAP
         docs_url=None,
         redoc_url=None,
     )
-    engine = make_engine(settings.database_url, **engine_kwargs)
+    sync = settings.sqlite_synchronous
+    engine = make_engine(settings.database_url, synchronous=sync, **engine_kwargs)
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     # the phone line has its own engine, pool and threads: nothing else can make it wait
-    phone_engine = make_engine(settings.database_url, PHONE_LINE, **engine_kwargs)
+    phone_engine = make_engine(settings.database_url, PHONE_LINE, synchronous=sync, **engine_kwargs)
     app.state.phone_engine = phone_engine
     app.state.phone_sessionmaker = make_sessionmaker(phone_engine)
-    app.state.deadline = DeadlineRunner()
+    app.state.deadline = DeadlineRunner.for_engine(
+        phone_engine, settings.database_url, synchronous=sync, **engine_kwargs
+    )
     app.state.probe = ThreadPoolExecutor(max_workers=2, thread_name_prefix="readyz")
     app.state.ready_probe = None
     app.state.context = Context(

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "production"] = "development"
     database_url: str = "sqlite:///./peerline.db"
+    # SQLite durability: normal (WAL, no fsync at commit) or full (fsync at every commit)
+    sqlite_synchronous: Literal["normal", "full"] = "normal"
     public_base_url: str = "http://localhost:8000"
     twilio_account_sid: str = PLACEHOLDER_ACCOUNT_SID
     twilio_auth_token: str = ""

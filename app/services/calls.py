@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy import and_, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session
 
 import ivr.flow as flow
@@ -155,12 +155,18 @@ def caller_facts(
 
 # Built once: on the hot path of every inbound call, building the statement costs more
 # than running it.
-_MISSED_SINCE = select(func.count(Call.id)).where(
+# since the pair last talked (or was made): the later of the two, found by the database
+_SINCE_LAST_TALKED = (
+    select(case((Pair.last_contact_at > Pair.started_at, Pair.last_contact_at), else_=Pair.started_at))
+    .where(Pair.id == bindparam("pair"))
+    .scalar_subquery()
+)
+MISSED_SINCE = select(func.count(Call.id)).where(
     Call.pair_id == bindparam("pair"),
     Call.initiator_id == bindparam("partner"),
     Call.callee_id == bindparam("me"),
     Call.outcome.in_(flow.MISSED),
-    Call.started_at >= bindparam("since", type_=UTCDateTime()),
+    Call.started_at >= _SINCE_LAST_TALKED,
 )
 _LIVE_CALL = select(Call.id).where(
     Call.started_at >= bindparam("after", type_=UTCDateTime()),
@@ -182,7 +188,8 @@ _REMINDER_PLACING = select(Reminder.id).where(
     Reminder.participant_id == bindparam("person"), Reminder.state == ReminderState.PLACING
 )
 # one round trip on the hot path of every call
-_ON_A_CALL = select(or_(_LIVE_CALL.exists(), _REMINDER_PLACING.exists()))
+ON_A_CALL = or_(_LIVE_CALL.exists(), _REMINDER_PLACING.exists())
+_ON_A_CALL = select(ON_A_CALL)
 _FIND_CALL = select(Call).where(Call.twilio_call_sid == bindparam("sid")).with_for_update()
 _FIND_ROOM = select(Call).where(Call.room == bindparam("room")).with_for_update()
 _FAILURES = select(func.count(KeyedIdFailure.id)).where(
@@ -194,9 +201,7 @@ _EVENTS = select(ConferenceEvent).where(ConferenceEvent.call_id == bindparam("ca
 
 def _missed(db: Session, pair: Pair, me: int, partner: int) -> int:
     """The partner's calls that did not reach me since we last talked: I am told next time."""
-    since = max(t for t in (pair.started_at, pair.last_contact_at) if t is not None)
-    params = {"pair": pair.id, "me": me, "partner": partner, "since": since}
-    return db.scalar(_MISSED_SINCE, params) or 0
+    return db.scalar(MISSED_SINCE, {"pair": pair.id, "me": me, "partner": partner}) or 0
 
 
 def on_live_call(db: Session, person_id: int, *, now: datetime, exclude_call_id: int | None = None) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from typing import Annotated
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, HTTPException, Request
 from twilio.request_validator import RequestValidator
@@ -17,6 +18,7 @@ from app.context import get_context
 from app.logs import bind_call
 
 log = logging.getLogger(__name__)
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 def signed_url(base_url: str, request: Request) -> str:
@@ -24,6 +26,17 @@ def signed_url(base_url: str, request: Request) -> str:
     url = base_url.rstrip("/") + raw_path.decode("latin-1")
     query = request.scope.get("query_string", b"")
     return url + ("?" + query.decode("latin-1") if query else "")
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The posted fields. Twilio posts `application/x-www-form-urlencoded`: parsed here with
+    the standard library, several times cheaper than the general multipart parser; any
+    other body goes through Starlette's parser as before."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == FORM_TYPE:
+        body = (await request.body()).decode("utf-8", "replace")
+        return dict(parse_qsl(body, keep_blank_values=True))
+    form = await request.form()
+    return {key: value for key, value in form.multi_items() if isinstance(value, str)}
 
 
 async def twilio_form(request: Request) -> dict[str, str]:
@@ -38,8 +51,7 @@ async def twilio_form(request: Request) -> dict[str, str]:
         params = dict(request.query_params)
     else:
         try:
-            form = await request.form()
-            params = {key: value for key, value in form.multi_items() if isinstance(value, str)}
+            params = await _form(request)
         except Exception:  # a body that is not a form cannot have been signed by Twilio
             params = {}
         signed_params = params

@@ -1,0 +1,317 @@
+"""The inbound call's fast path: a known caller in three statements, on the driver's cursor.
+
+`POST /twilio/voice` from a participant's home phone is the request a surge is made of
+(a reminder wave answered at once, Twilio's backlog after a fault). Through the ORM it
+ran nine statements and spent most of its time in SQLAlchemy: building cache keys,
+loading rows into the identity map, flushing. Here the same facts come from:
+
+1. one read of the caller, their pair and their partner by the caller's blind index
+   (and whether this call already has a row: a repeated webhook);
+2. one read of whether the partner is on another call and how many of the partner's
+   calls did not reach the caller since the pair last talked;
+3. one `INSERT ... ON CONFLICT DO NOTHING` of the call's row with its final values.
+
+The statements are the services' own SQLAlchemy Core statements (app/services/calls.py),
+compiled once per dialect and run on the cursor of the session's pooled connection, in
+the session's transaction: the webhook's one transaction and its commit are unchanged.
+`ivr.flow` decides and builds the TwiML with the SDK, exactly as on the general path,
+and the effects are recorded by the same `calls.record` on a call row that is written
+once, at the end. Anything unusual (an unknown or withheld caller, a repeated webhook)
+is left to the general path, which is the reference: a test compares the two.
+
+Pure, repeated work is memoised: a caller ID's normal form and region, and its blind
+index (an HMAC). The memo lives in this process's memory only, like the request itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import phonenumbers
+from sqlalchemy import Dialect, bindparam, case, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql import Executable
+
+import ivr.flow as flow
+from app.crypto import PhoneVault
+from app.models import Call, Pair, Participant
+from app.services import calls
+from app.services.outbound import Outbound, PlacePartnerLeg
+from ivr.phone import is_withheld, try_normalise
+from ivr.quiet_hours import InvalidQuietHours, QuietHours
+from ivr.vocab import CallKind, Language, Outcome, ParticipantStatus
+
+# ---------------------------------------------------------------- memoised pure work
+
+MEMO_SIZE = 4096
+
+
+@lru_cache(maxsize=MEMO_SIZE)
+def normalised(raw: str, region: str) -> str | None:
+    """`ivr.phone.try_normalise`, remembered: phonenumbers parses in tens of microseconds."""
+    return try_normalise(raw, region)
+
+
+@lru_cache(maxsize=MEMO_SIZE)
+def region_of(e164: str) -> str | None:
+    region = phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+    return str(region) if region and region != "ZZ" else None
+
+
+class _Indexes:
+    """Blind indexes by number, per vault (a rotated key is a new vault: a fresh memo)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._memo: OrderedDict[tuple[int, str], tuple[PhoneVault, list[str]]] = OrderedDict()
+
+    def __call__(self, vault: PhoneVault, e164: str) -> list[str]:
+        key = (id(vault), e164)
+        with self._lock:
+            found = self._memo.get(key)
+            if found is not None and found[0] is vault:
+                self._memo.move_to_end(key)
+                return found[1]
+        indexes = vault.blind_indexes(e164)
+        with self._lock:
+            self._memo[key] = (vault, indexes)
+            if len(self._memo) > MEMO_SIZE:
+                self._memo.popitem(last=False)
+        return indexes
+
+
+blind_indexes = _Indexes()
+
+
+# ---------------------------------------------------------------- statements, compiled once
+
+
+class Prepared:
+    """A Core statement compiled once for one dialect, run on the driver's cursor.
+
+    Parameters go through the columns' own bind processing (aware UTC datetimes,
+    vocabulary values), so what is written is exactly what the ORM would write.
+    """
+
+    def __init__(self, statement: Executable, dialect: Dialect, given: Sequence[str]) -> None:
+        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+        # the lists of constants (`outcome IN (...)`) are expanded once, into plain parameters
+        state = compiled.construct_expanded_state(dict.fromkeys(given))
+        self.sql: str = state.statement
+        self.names: Sequence[str] | None = list(state.positiontup) if compiled.positional else None
+        # the columns' own bind processing (aware UTC datetimes, vocabulary values); the
+        # compiler's processors are not public API: tests/test_fast_path.py compares every
+        # column written here with what the ORM writes
+        processors = {**compiled._bind_processors, **state.processors}
+        self.constants = {
+            k: processors[k](v) if k in processors else v
+            for k, v in state.parameters.items()
+            if k not in given
+        }
+        self.processors: Mapping[str, Any] = {k: p for k, p in processors.items() if k in given}
+
+    def params(self, given: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
+        values = {**self.constants, **given}
+        for name, process in self.processors.items():
+            value = values[name]
+            if value is not None:  # NULL is NULL: most of a new call's times are not set yet
+                values[name] = process(value)
+        return [values[name] for name in self.names] if self.names is not None else values
+
+    def run(self, cursor: Any, given: Mapping[str, Any]) -> Any:
+        cursor.execute(self.sql, self.params(given))
+        return cursor.fetchone()
+
+
+_me, _other = aliased(Participant), aliased(Participant)
+# the caller, their pair and their partner; and whether this call has a row already
+_CALLER = (
+    select(
+        _me.id,
+        _me.name,
+        _me.timezone,
+        _me.quiet_hours,
+        _me.language,
+        _me.status,
+        Pair.id,
+        Pair.ended_at.is_(None),
+        _other.id,
+        _other.name,
+        _other.timezone,
+        _other.quiet_hours,
+        _other.status,
+        _other.phone_ciphertext.is_not(None),
+        select(Call.id).where(Call.twilio_call_sid == bindparam("sid")).scalar_subquery(),
+    )
+    .select_from(_me)
+    .outerjoin(Pair, Pair.id == _me.active_pair_id)
+    .outerjoin(
+        _other,
+        _other.id
+        == case(
+            (Pair.participant_a_id == _me.id, Pair.participant_b_id),
+            else_=Pair.participant_a_id,
+        ),
+    )
+    .where(_me.phone_index.in_([bindparam("index"), bindparam("previous")]))
+    .limit(1)
+)
+_COUNTS = select(calls.ON_A_CALL, calls.MISSED_SINCE.scalar_subquery())
+# every column of the call's row but its id: written once, with its final values
+_COLUMNS = [column.key for column in Call.__table__.columns if column.key != "id"]
+
+
+def _insert(dialect: Dialect) -> Executable:
+    builder = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+    return (
+        builder(Call)
+        .values({key: bindparam(key) for key in _COLUMNS})
+        .on_conflict_do_nothing(index_elements=["twilio_call_sid"])
+        .returning(Call.id)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Statements:
+    caller: Prepared
+    counts: Prepared
+    insert: Prepared
+
+
+_compiled: dict[str, _Statements] = {}
+
+
+def _statements(dialect: Dialect) -> _Statements:
+    found = _compiled.get(dialect.name)
+    if found is None:
+        found = _compiled[dialect.name] = _Statements(
+            Prepared(_CALLER, dialect, ("sid", "index", "previous")),
+            Prepared(_COUNTS, dialect, ("person", "after", "exclude", "pair", "me", "partner")),
+            Prepared(_insert(dialect), dialect, _COLUMNS),
+        )
+    return found
+
+
+# ---------------------------------------------------------------- the inbound call
+
+
+def _quiet_hours(text: str | None) -> QuietHours | None:
+    if not text:
+        return None
+    try:
+        return QuietHours.parse(text)
+    except InvalidQuietHours:
+        return None
+
+
+def _language(code: str | None) -> Language | None:
+    try:
+        return Language(code) if code else None
+    except ValueError:
+        return None
+
+
+@dataclasses.dataclass
+class Known:
+    """A known, active caller: the facts `ivr.flow.inbound` needs, and a call row to fill."""
+
+    caller: flow.Caller
+    call: Call
+
+
+def known_caller(
+    db: Session,
+    vault: PhoneVault,
+    *,
+    sid: str,
+    from_: str,
+    region: str,
+    lang: Language | None,
+    now: datetime,
+) -> Known | None:
+    """The facts for an inbound call from a participant's own phone, or None for the general path."""
+    if is_withheld(from_):
+        return None
+    e164 = normalised(from_, region)
+    if e164 is None:
+        return None
+    indexes = blind_indexes(vault, e164)
+    cursor = db.connection().connection.cursor()
+    try:
+        sql = _statements(db.get_bind().dialect)
+        row = sql.caller.run(cursor, {"sid": sid, "index": indexes[0], "previous": indexes[-1]})
+        if row is None or row[14] is not None or row[5] != ParticipantStatus.ACTIVE:
+            return None  # unknown or withdrawn caller, or a repeated webhook: the general path
+        (me_id, me_name, me_zone, me_quiet, me_lang, _, pair_id, pair_open) = row[:8]
+        (other_id, other_name, other_zone, other_quiet, other_status, reachable) = row[8:14]
+        me = flow.Person(
+            me_id,
+            me_name,
+            me_zone,
+            _quiet_hours(me_quiet),
+            language=lang or _language(me_lang) or Language.EN,
+        )
+        if pair_id is None or not pair_open:
+            caller = flow.Caller(me)
+        elif other_id is None or other_status != ParticipantStatus.ACTIVE or not reachable:
+            caller = flow.Caller(me, pair_id)
+        else:
+            on_call, missed = sql.counts.run(
+                cursor,
+                {
+                    "person": other_id,
+                    "after": now - calls.LIVE_AT_MOST,
+                    "exclude": -1,  # this call has no row yet
+                    "pair": pair_id,
+                    "me": me_id,
+                    "partner": other_id,
+                },
+            )
+            partner = flow.Partner(
+                other_id, other_name, other_zone, _quiet_hours(other_quiet), on_call=bool(on_call)
+            )
+            caller = flow.Caller(me, pair_id, partner, int(missed or 0))
+    finally:
+        cursor.close()
+    call = Call(
+        twilio_call_sid=sid,
+        kind=CallKind.PEER,
+        started_at=now,
+        outcome=Outcome.IN_PROGRESS,
+        id_tries=0,
+        caller_stepped_out=0,
+        partner_stepped_out=0,
+        caller_index=indexes[0],
+    )
+    return Known(caller, call)
+
+
+def write_call(db: Session, call: Call, outbound: list[Outbound]) -> list[Outbound] | None:
+    """Write the call's row once, with its final values; the REST requests learn its id.
+
+    None when a row for the call appeared meanwhile (a concurrent repeat on PostgreSQL):
+    then nothing was written and the general path answers.
+    """
+    cursor = db.connection().connection.cursor()
+    try:
+        # the row as set so far (an unset column is NULL): read from the instance's own
+        # dict, not through 36 instrumented attribute reads
+        state = call.__dict__
+        values = {key: state.get(key) for key in _COLUMNS}
+        row = _statements(db.get_bind().dialect).insert.run(cursor, values)
+    finally:
+        cursor.close()
+    if row is None:
+        return None
+    call_id = int(row[0])
+    return [
+        dataclasses.replace(request, call_id=call_id) if isinstance(request, PlacePartnerLeg) else request
+        for request in outbound
+    ]

@@ -1,0 +1,370 @@
+"""The webhook fast path: the same answers and rows as the general path, and a phone line
+that never waits on a lock in the event loop (SQLite inline, group commit, the writer lock)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import Engine, delete, text
+from sqlalchemy.orm import Session
+
+from app.db import PHONE_LINE, WriterLock, make_engine
+from app.deadline import Abandoned, DeadlineRunner, Guard
+from app.main import create_app
+from app.models import Call
+from app.services.outbound import Outbound, PlacePartnerLeg
+from app.settings import Settings
+from app.simulator.telephone import Telephone
+from app.twilio import fast
+from app.twilio.dialer import dialer_for
+from ivr.vocab import CallKind, Outcome
+from tests.conftest import ANA, BEA, FakeClock, Programme
+
+ROOM = re.compile(r"room-[0-9a-f]{24}")
+# what differs between two calls by construction: their own ids, SIDs, rooms and index
+OWN = {"id", "twilio_call_sid", "room"}
+
+
+def _row(call: Call) -> dict[str, Any]:
+    return {c.key: getattr(call, c.key) for c in Call.__table__.columns if c.key not in OWN}
+
+
+def _call_in(phone: Telephone, sid: str) -> str:
+    response = phone.post(
+        "/twilio/voice",
+        {"CallSid": sid, "From": ANA, "To": "+18005550100", "CallStatus": "ringing", "Direction": "inbound"},
+    )
+    assert response.status_code == 200
+    return ROOM.sub("room-R", response.text)
+
+
+def _busy(programme: Programme, bea: int) -> None:
+    with programme.session() as db:
+        db.add(
+            Call(
+                twilio_call_sid="CA" + "e" * 32,
+                kind=CallKind.PEER,
+                initiator_id=bea,
+                started_at=programme.clock(),
+                outcome=Outcome.IN_PROGRESS,
+            )
+        )
+        db.commit()
+
+
+def _missed_twice(programme: Programme, bea: int, ana: int, pair: int) -> None:
+    with programme.session() as db:
+        for n in range(2):
+            db.add(
+                Call(
+                    twilio_call_sid=f"CA{n:032x}",
+                    kind=CallKind.PEER,
+                    pair_id=pair,
+                    initiator_id=bea,
+                    callee_id=ana,
+                    started_at=programme.clock(),
+                    ended_at=programme.clock(),
+                    outcome=Outcome.NO_ANSWER,
+                )
+            )
+        db.commit()
+    programme.clock.advance(hours=4)
+
+
+Scenario = Callable[[Programme, int, int, int], None]
+SCENARIOS: dict[str, tuple[str | None, Scenario]] = {
+    "the partner is rung": (None, lambda p, a, b, pair: None),
+    "the partner is in quiet hours": ("13:00-15:00", lambda p, a, b, pair: None),
+    "the partner is on another call": (None, lambda p, a, b, pair: _busy(p, b)),
+    "the partner missed two of her calls": (None, lambda p, a, b, pair: _missed_twice(p, b, a, pair)),
+    "the pair has ended": (None, lambda p, a, b, pair: p.end_pair(pair)),
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_a_known_callers_call_gets_the_same_answer_and_row_from_the_fast_path_as_from_the_general_one(
+    app: FastAPI, phone: Telephone, programme: Programme, scenario: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quiet, arrange = SCENARIOS[scenario]
+    ana = programme.enrol("Ana", ANA)
+    bea = programme.enrol("Bea", BEA, tz="America/Chicago", quiet=quiet)
+    pair = programme.pair(ana, bea)
+    arrange(programme, ana, bea, pair)
+    asked: list[Outbound] = []
+    monkeypatch.setattr(dialer_for(app), "submit", asked.extend)
+
+    known = fast.known_caller
+    took: list[fast.Known | None] = []
+
+    def spy(*args: Any, **kwargs: Any) -> fast.Known | None:
+        took.append(known(*args, **kwargs))
+        return took[-1]
+
+    monkeypatch.setattr(fast, "known_caller", spy)
+    fast_answer = _call_in(phone, "CA" + "1" * 32)
+    assert took and took[0] is not None, "the fast path was not taken"
+    fast_row, fast_asked = programme.call("CA" + "1" * 32), list(asked)
+    with programme.session() as db:  # the partner is free again for the second call
+        db.execute(delete(Call).where(Call.twilio_call_sid == "CA" + "1" * 32))
+        db.commit()
+    asked.clear()
+    monkeypatch.setattr(fast, "known_caller", lambda *args, **kwargs: None)
+    general_answer = _call_in(phone, "CA" + "2" * 32)
+    general_row = programme.call("CA" + "2" * 32)
+
+    assert fast_answer == general_answer
+    assert _row(fast_row) == _row(general_row)
+    assert (fast_row.room is None) == (general_row.room is None)
+    assert [type(a) for a in fast_asked] == [type(a) for a in asked]
+    # the partner's leg is asked for the call's own row
+    for request in fast_asked:
+        if isinstance(request, PlacePartnerLeg):
+            assert request.call_id == fast_row.id and request.room == fast_row.room
+
+
+def test_a_repeated_inbound_webhook_finds_its_call_and_writes_no_second_row(
+    phone: Telephone, programme: Programme, ana_and_bea: tuple[int, int, int]
+) -> None:
+    first = _call_in(phone, "CA" + "3" * 32)
+    again = _call_in(phone, "CA" + "3" * 32)
+
+    assert "<Dial" in first and "<Dial" in again
+    assert len([c for c in programme.rows(Call) if c.twilio_call_sid == "CA" + "3" * 32]) == 1
+
+
+def test_the_fast_path_remembers_numbers_and_indexes_but_not_across_vaults(
+    app: FastAPI, programme: Programme
+) -> None:
+    vault = app.state.context.vault
+    assert fast.normalised("(617) 555-0101", "US") == ANA
+    first = fast.blind_indexes(vault, ANA)
+    assert fast.blind_indexes(vault, ANA) is first
+    other = type(vault).from_secret("another-secret-key-that-is-long-enough-for-it")
+    assert fast.blind_indexes(other, ANA) != first
+
+
+# ---------------------------------------------------------------- how the work runs
+
+
+def _table(url: str) -> Engine:
+    engine = make_engine(url, PHONE_LINE)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS note (name VARCHAR(20) PRIMARY KEY)"))
+    return engine
+
+
+def _names(engine: Engine) -> set[str]:
+    with engine.begin() as conn:
+        return {row[0] for row in conn.execute(text("SELECT name FROM note"))}
+
+
+def _writes(name: str, *, fails: bool = False) -> Callable[[Session, Guard], tuple[str, None]]:
+    def work(db: Session, guard: Guard) -> tuple[str, None]:
+        try:
+            db.execute(text("INSERT INTO note (name) VALUES (:n)"), {"n": name})
+            if fails:
+                raise RuntimeError("this webhook fails after writing")
+            guard.begin_commit()
+            db.commit()
+            return name, None
+        except Exception:
+            db.rollback()
+            return "apology", None
+
+    return work
+
+
+def test_a_group_commit_stores_every_webhook_but_the_one_that_failed(tmp_path: Path) -> None:
+    engine = _table(f"sqlite:///{tmp_path}/group.db")
+    runner = DeadlineRunner(engine, mode="group")
+    gate = threading.Event()
+
+    def held(db: Session, guard: Guard) -> tuple[str, None]:
+        gate.wait(5)  # the writer is busy: the next webhooks queue up and go as one batch
+        return "held", None
+
+    async def main() -> list[str]:
+        first = asyncio.ensure_future(runner.run(held, lambda: "late"))
+        await asyncio.sleep(0.05)
+        batch = [
+            asyncio.ensure_future(runner.run(_writes(n, fails=n == "bad"), lambda: "late"))
+            for n in ("a", "bad", "b", "c")
+        ]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return [await first, *[await b for b in batch]]
+
+    answers = asyncio.run(main())
+    runner.shutdown()
+
+    assert answers == ["held", "a", "apology", "b", "c"]
+    assert _names(engine) == {"a", "b", "c"}
+
+
+def test_an_abandoned_webhook_in_a_group_is_not_stored(tmp_path: Path) -> None:
+    engine = _table(f"sqlite:///{tmp_path}/late.db")
+    runner = DeadlineRunner(engine, mode="group", deadline_seconds=0.2)
+    gate = threading.Event()
+
+    def slow(db: Session, guard: Guard) -> tuple[str, None]:
+        db.execute(text("INSERT INTO note (name) VALUES ('slow')"))
+        gate.wait(5)
+        try:
+            guard.begin_commit()
+        except Abandoned:
+            db.rollback()
+            raise
+        db.commit()
+        return "slow", None
+
+    async def main() -> list[str]:
+        late = asyncio.ensure_future(runner.run(slow, lambda: "apology"))
+        await asyncio.sleep(0.01)
+        on_time = asyncio.ensure_future(runner.run(_writes("quick"), lambda: "apology"))
+        answer = await late  # the deadline passes while the writer waits
+        gate.set()
+        return [answer, await on_time]
+
+    answers = asyncio.run(main())
+    runner.shutdown()
+
+    assert answers[0] == "apology"
+    assert "slow" not in _names(engine)
+
+
+def test_inline_webhooks_wait_for_a_held_writer_lock_without_stopping_the_event_loop(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/inline.db"
+    _table(url)
+    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
+    assert runner.mode == "inline"
+    other = sqlite3.connect(f"{tmp_path}/inline.db", isolation_level=None)  # another process's lock
+    other.execute("BEGIN IMMEDIATE")
+
+    async def main() -> tuple[str, int, float]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        beat = asyncio.ensure_future(ticker())
+        asyncio.get_running_loop().call_later(0.3, other.execute, "COMMIT")
+        started = time.monotonic()
+        answer = await runner.run(_writes("waited"), lambda: "apology")
+        beat.cancel()
+        return answer, ticks, time.monotonic() - started
+
+    answer, ticks, seconds = asyncio.run(main())
+    runner.shutdown()
+
+    assert answer == "waited"
+    assert 0.25 < seconds < 1.0
+    assert ticks > 20  # the loop went on answering while the webhook waited
+
+
+def test_an_inline_webhook_that_cannot_get_the_lock_in_time_hears_the_apology_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/locked.db"
+    engine = _table(url)
+    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
+    runner.deadline_seconds = 0.3
+    other = sqlite3.connect(f"{tmp_path}/locked.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+
+    started = time.monotonic()
+    answer = asyncio.run(runner.run(_writes("never"), lambda: "apology"))
+    seconds = time.monotonic() - started
+    other.execute("COMMIT")
+    runner.shutdown()
+
+    assert answer == "apology"
+    assert seconds < 0.5
+    assert _names(engine) == set()
+
+
+def test_a_thread_waiting_for_the_writer_lock_goes_before_a_try_that_does_not_wait() -> None:
+    lock = WriterLock()
+    assert lock.acquire(timeout=0)
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(lock.acquire(timeout=2)))
+    waiter.start()
+    time.sleep(0.05)
+    lock.release()
+    tried = lock.acquire(timeout=0)  # the event loop's try, while the thread is still waking
+    waiter.join()
+
+    assert got == [True]
+    assert tried is False
+    lock.release()
+
+
+@pytest.mark.parametrize(("setting", "pragma", "mode"), [("normal", 1, "inline"), ("full", 2, "group")])
+def test_sqlite_synchronous_sets_the_durability_and_how_the_phone_line_commits(
+    tmp_path: Path, settings: Settings, clock: FakeClock, setting: str, pragma: int, mode: str
+) -> None:
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("a SQLite setting")
+    settings.sqlite_synchronous = setting  # type: ignore[assignment]
+    app = create_app(settings)
+    try:
+        with app.state.phone_engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == pragma
+        assert app.state.deadline.mode == mode
+    finally:
+        app.state.deadline.shutdown()
+        app.state.engine.dispose()
+
+
+def test_two_hundred_inbound_calls_at_once_under_group_commit_are_each_stored_once(
+    tmp_path: Path, settings: Settings, clock: FakeClock
+) -> None:
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("a SQLite setting")
+    settings.sqlite_synchronous = "full"
+    app = create_app(settings)
+    app.state.context.clock = clock
+    programme = Programme(app, clock)
+    programme.enrol("Ana", ANA)  # in no pair: her calls are answered and stored all the same
+    from fastapi.testclient import TestClient
+
+    from tests.conftest import AUTH_TOKEN, PROGRAMME_NUMBER, PUBLIC_BASE_URL
+
+    with TestClient(app) as client:
+        phone = Telephone(
+            client,
+            public_base_url=PUBLIC_BASE_URL,
+            target_base_url="http://testserver",
+            auth_token=AUTH_TOKEN,
+            programme_number=PROGRAMME_NUMBER,
+        )
+        sids = [f"CA{n:032x}" for n in range(200)]
+        errors: list[BaseException] = []
+
+        def calls(chunk: list[str]) -> None:
+            try:
+                for sid in chunk:
+                    _call_in(phone, sid)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=calls, args=(sids[i::8],)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors
+    stored = [c.twilio_call_sid for c in programme.rows(Call)]
+    assert sorted(stored) == sorted(sids)
+    app.state.deadline.shutdown()
