@@ -22,6 +22,12 @@ How the work runs depends on the database (`DeadlineRunner.for_engine`):
   fsync for many webhooks. Each webhook's work is still committed before its answer
   goes back, and one that fails rolls back alone, to its savepoint.
 - PostgreSQL (**threads**): a few threads run one webhook each, one transaction each.
+
+Callbacks (call status, conference, recording) are different: nobody listens to their
+answer, and Twilio does not send one again, so a callback that misses its deadline is
+answered (an empty `<Response/>`) but its work is **kept**: it goes on and commits when
+the database lets it, up to `LATE_SECONDS` after arrival. Abandoning it would lose the
+call's end or a care-team message for good.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ DEFAULT_DEADLINE_SECONDS = 2.0
 COMMIT_GRACE_SECONDS = 0.4
 # a group commit takes at most this many webhooks: a batch must stay a few milliseconds
 MAX_BATCH = 32
+# how long a callback's kept work may still wait for the database after its answer
+LATE_SECONDS = 30.0
 
 
 class Abandoned(Exception):
@@ -132,6 +140,7 @@ class DeadlineRunner:
         self._starting = threading.Lock()
         self._turn: asyncio.Lock | None = None
         self._conn: Connection | None = None
+        self._late: set[asyncio.Task[Any]] = set()  # kept callbacks still at work (inline)
         self.missed = 0  # answers given by the fallback because the deadline passed
 
     @classmethod
@@ -165,21 +174,35 @@ class DeadlineRunner:
             for thread in self._threads:
                 thread.start()
 
-    async def run(self, work: Work[T], fallback: Callable[[], T], *, arrived: float | None = None) -> T:
+    async def run(
+        self, work: Work[T], fallback: Callable[[], T], *, arrived: float | None = None, keep: bool = False
+    ) -> T:
+        """The work's answer, or the fallback once the deadline has passed. `keep`: the work
+        still counts after the fallback has answered (a callback, see the module's docstring)."""
         started = arrived if arrived is not None else time.monotonic()
         if not self._threads:
             self._start()
+        remaining = max(0.05, self.deadline_seconds - (time.monotonic() - started))
         if self.mode == "inline":
-            return await self._inline(work, fallback, started)
+            if not keep:
+                return await self._inline(work, fallback, started + self.deadline_seconds)
+            task = asyncio.ensure_future(self._inline(work, fallback, started + LATE_SECONDS))
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
+            try:
+                return await asyncio.wait_for(asyncio.shield(task), remaining)
+            except TimeoutError:
+                return self._answered_early(fallback)
         # the request's context goes along: its log lines keep the call's request id
         item: _Item[T] = _Item(work, Guard(), contextvars.copy_context())
         self._queue.put(item)
         future = asyncio.wrap_future(item.future)
-        remaining = max(0.05, self.deadline_seconds - (time.monotonic() - started))
         try:
             return await asyncio.wait_for(asyncio.shield(future), remaining)
         except TimeoutError:
-            pass
+            if keep:
+                future.add_done_callback(_retrieve)
+                return self._answered_early(fallback)
         except Exception:
             # the work could not even answer for itself (its group commit failed): nothing
             # of it is stored, and the caller hears the apology
@@ -206,6 +229,11 @@ class DeadlineRunner:
             self._drop()
             self.engine.dispose()
 
+    def _answered_early(self, fallback: Callable[[], T]) -> T:
+        metrics.deadline_missed()
+        log.warning("a callback is answered before it is recorded; its work goes on")
+        return fallback()
+
     def _missed(self, started: float) -> None:
         self.missed += 1
         metrics.deadline_missed()
@@ -215,8 +243,8 @@ class DeadlineRunner:
 
     # ------------------------------------------------------------ in the event loop
 
-    async def _inline(self, work: Work[T], fallback: Callable[[], T], started: float) -> T:
-        deadline = started + self.deadline_seconds
+    async def _inline(self, work: Work[T], fallback: Callable[[], T], deadline: float) -> T:
+        started = time.monotonic()
         if self._turn is None:
             self._turn = asyncio.Lock()
         # one webhook at a time tries for the writer lock; the others wait their turn here

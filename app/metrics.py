@@ -78,7 +78,8 @@ APOLOGIES = Counter(
 )
 DEADLINE_MISSED = Counter(
     "peerline_webhook_deadline_missed",
-    "Webhooks whose work outlasted the phone line's deadline and was abandoned",
+    "Webhooks answered at the deadline before their work was done "
+    "(a voice step's work is abandoned, a callback's kept)",
     registry=REGISTRY,
 )
 SIGNATURE_FAILURES = Counter(

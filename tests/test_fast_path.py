@@ -18,7 +18,7 @@ from sqlalchemy import Engine, delete, text
 from sqlalchemy.orm import Session
 
 from app.db import PHONE_LINE, WriterLock, make_engine
-from app.deadline import Abandoned, DeadlineRunner, Guard
+from app.deadline import Abandoned, DeadlineRunner, Guard, Mode
 from app.main import create_app
 from app.models import Call
 from app.services.outbound import Outbound, PlacePartnerLeg
@@ -368,3 +368,31 @@ def test_two_hundred_inbound_calls_at_once_under_group_commit_are_each_stored_on
     stored = [c.twilio_call_sid for c in programme.rows(Call)]
     assert sorted(stored) == sorted(sids)
     app.state.deadline.shutdown()
+
+
+@pytest.mark.parametrize("mode", ["threads", "group"])
+def test_a_kept_callback_answers_at_its_deadline_and_is_still_stored(tmp_path: Path, mode: Mode) -> None:
+    engine = _table(f"sqlite:///{tmp_path}/kept.db")
+    runner = DeadlineRunner(engine, mode=mode, deadline_seconds=0.2)
+    gate = threading.Event()
+    stored = threading.Event()
+
+    def slow(db: Session, guard: Guard) -> tuple[str, None]:
+        db.execute(text("INSERT INTO note (name) VALUES ('callback')"))
+        gate.wait(5)
+        guard.begin_commit()  # a kept callback is never abandoned
+        db.commit()
+        stored.set()
+        return "recorded", None
+
+    async def main() -> str:
+        answer = await runner.run(slow, lambda: "empty response", keep=True)
+        gate.set()
+        return answer
+
+    answer = asyncio.run(main())
+    assert stored.wait(5)
+    runner.shutdown()
+
+    assert answer == "empty response"
+    assert _names(engine) == {"callback"}

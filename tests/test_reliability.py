@@ -398,6 +398,66 @@ def test_sqlite_locked_by_another_process_never_keeps_a_caller_waiting(
     )
 
 
+def _hold_sqlite_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
+    locker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(float(sys.argv[2]))\n",
+            str(path),
+            str(seconds),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+    return locker
+
+
+def test_a_callback_that_waits_past_its_deadline_is_answered_in_time_and_still_recorded(
+    tmp_path: Path, served: Callable[[str], Service]
+) -> None:
+    # nobody hears a callback's answer and Twilio never sends it again: dropping its work at
+    # the deadline would lose the call's end for good
+    url = f"sqlite:///{tmp_path}/peerline.db"
+    _enrol(url)
+    service = served(url)
+    sid = new_sid()
+    with httpx.Client(base_url=service.url) as client:
+        _s, answer = _signed_post(
+            client, "/twilio/voice", {"CallSid": sid, "From": ANA, "To": PROGRAMME_NUMBER}
+        )
+        assert APOLOGY not in answer.text.lower()
+        locker = _hold_sqlite_lock(tmp_path / "peerline.db", 4)
+        seconds, answer = _signed_post(
+            client,
+            "/twilio/status",
+            {
+                "CallSid": sid,
+                "From": ANA,
+                "To": PROGRAMME_NUMBER,
+                "CallStatus": "completed",
+                "CallDuration": "95",
+            },
+        )
+        locker.wait()
+    assert answer.status_code == 200 and "<Response" in answer.text
+    assert seconds < WEBHOOK_LIMIT
+    engine = create_engine(url)
+    deadline = time.monotonic() + 15
+    ended = None
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            ended = conn.execute(select(Call.ended_at).where(Call.twilio_call_sid == sid)).scalar_one()
+        if ended is not None:
+            break
+        time.sleep(0.2)
+    engine.dispose()
+    assert ended is not None, "the call's end was lost"
+
+
 def test_sqlite_read_only_never_keeps_a_caller_waiting(
     tmp_path: Path, served: Callable[[str], Service]
 ) -> None:

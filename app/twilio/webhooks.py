@@ -522,7 +522,7 @@ async def _in_transaction(
         return twiml(flow.apology(ctx.settings.support_phone_number))
 
     runner: DeadlineRunner = request.app.state.deadline
-    return await runner.run(run, too_late, arrived=request.scope.get(ARRIVED))
+    return await runner.run(run, too_late, arrived=request.scope.get(ARRIVED), keep=quiet)
 
 
 # The inbound call reads its signed form itself rather than through FastAPI's dependency
