@@ -247,42 +247,53 @@ class DeadlineRunner:
         started = time.monotonic()
         if self._turn is None:
             self._turn = asyncio.Lock()
-        # one webhook at a time tries for the writer lock; the others wait their turn here
-        async with self._turn:
-            delay = 0.0005
-            while True:
-                if time.monotonic() >= deadline:
-                    self._missed(started)
-                    return fallback()
-                try:
-                    conn = self._connection()
-                    conn.begin()  # BEGIN IMMEDIATE, without waiting (app/db.py)
-                    break
-                except OperationalError as exc:
-                    if not _locked(exc):
-                        self._drop()
-                        log.warning(
-                            "the database refused a webhook's transaction; the caller hears the apology"
-                        )
-                        return fallback()
-                except Exception:
-                    self._drop()
-                    log.exception("no connection for a webhook; the caller hears the apology")
-                    return fallback()
-                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
-            # from here to the commit nothing awaits: no other webhook runs in between
+        # one webhook at a time tries for the writer lock; the others wait their turn here,
+        # no longer than their own deadline (a kept callback may hold the turn for long)
+        try:
+            await asyncio.wait_for(self._turn.acquire(), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            self._missed(started)
+            return fallback()
+        try:
+            return await self._inline_turn(work, fallback, started, deadline)
+        finally:
+            self._turn.release()
+
+    async def _inline_turn(
+        self, work: Work[T], fallback: Callable[[], T], started: float, deadline: float
+    ) -> T:
+        delay = 0.0005
+        while True:
+            if time.monotonic() >= deadline:
+                self._missed(started)
+                return fallback()
             try:
-                # the session commits or rolls back the transaction begun above; closing it
-                # leaves the connection clean for the next webhook
-                with Session(bind=conn, join_transaction_mode="control_fully", expire_on_commit=False) as db:
-                    value, after = work(db, Guard())
-                if conn.in_transaction():  # begun again after the commit (a read): not kept
-                    conn.rollback()
+                conn = self._connection()
+                conn.begin()  # BEGIN IMMEDIATE, without waiting (app/db.py)
+                break
+            except OperationalError as exc:
+                if not _locked(exc):
+                    self._drop()
+                    log.warning("the database refused a webhook's transaction; the caller hears the apology")
+                    return fallback()
             except Exception:
                 self._drop()
-                log.exception("a webhook's work failed; the caller hears the apology")
+                log.exception("no connection for a webhook; the caller hears the apology")
                 return fallback()
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+        # from here to the commit nothing awaits: no other webhook runs in between
+        try:
+            # the session commits or rolls back the transaction begun above; closing it
+            # leaves the connection clean for the next webhook
+            with Session(bind=conn, join_transaction_mode="control_fully", expire_on_commit=False) as db:
+                value, after = work(db, Guard())
+            if conn.in_transaction():  # begun again after the commit (a read): not kept
+                conn.rollback()
+        except Exception:
+            self._drop()
+            log.exception("a webhook's work failed; the caller hears the apology")
+            return fallback()
         if after is not None:
             try:
                 after()

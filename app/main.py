@@ -153,6 +153,10 @@ def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAP
         app.state.deadline.shutdown()
         app.state.probe.shutdown(wait=False, cancel_futures=True)
         app.state.metrics.close()
+        # the pools' idle connections end with the app, not when the process does: several
+        # apps in one process (tests, a restart inside a worker) must not pile them up
+        app.state.phone_engine.dispose()
+        app.state.engine.dispose()
 
     app = FastAPI(
         title="Peerline",

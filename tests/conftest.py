@@ -186,6 +186,8 @@ def app(settings: Settings, clock: FakeClock) -> Iterator[FastAPI]:
     application = create_app(settings)
     application.state.context.clock = clock
     yield application
+    application.state.deadline.shutdown()
+    application.state.phone_engine.dispose()
     application.state.engine.dispose()
 
 
