@@ -11,8 +11,6 @@ from datetime import datetime, timedelta
 
 from fastapi import FastAPI
 
-from app.api.routes import engagement as engagement_routes
-from app.console.pages import engagement as engagement_page
 from app.models import Call, CareTeamMessage, Pair, Participant
 from ivr.vocab import CallKind, CallStatus, EndReason, Outcome
 
@@ -21,13 +19,9 @@ _sids = itertools.count(1)
 
 
 def with_engagement_routes(app: FastAPI) -> FastAPI:
-    """The app with the engagement API and console page, whether or not the app's own
-    routers include them yet (the lead wires them in; until then the tests do)."""
-    paths = {getattr(route, "path", "") for route in app.routes}
-    if "/api/v1/stats/engagement" not in paths:
-        app.include_router(engagement_routes.router, prefix="/api/v1")
-    if "/console/engagement" not in paths:
-        app.include_router(engagement_page.router)
+    """The app as it is: its own routers carry the engagement API and console page (this
+    once wired them in while they were being built; including them twice gave the OpenAPI
+    schema duplicate operation ids)."""
     return app
 
 
