@@ -185,8 +185,10 @@ class DeadlineRunner:
         remaining = max(0.05, self.deadline_seconds - (time.monotonic() - started))
         if self.mode == "inline":
             if not keep:
-                return await self._inline(work, fallback, started + self.deadline_seconds)
-            task = asyncio.ensure_future(self._inline(work, fallback, started + LATE_SECONDS))
+                return await self._inline(work, fallback, started, started + self.deadline_seconds)
+            task = asyncio.ensure_future(
+                self._inline(work, fallback, started, started + LATE_SECONDS, kept=True)
+            )
             self._late.add(task)
             task.add_done_callback(self._late.discard)
             try:
@@ -234,6 +236,14 @@ class DeadlineRunner:
         log.warning("a callback is answered before it is recorded; its work goes on")
         return fallback()
 
+    def _gave_up(self, fallback: Callable[[], T], started: float, kept: bool) -> T:
+        if kept:
+            # already answered and counted when its deadline passed (_answered_early)
+            log.warning("a callback was not recorded: the database stayed locked for %.0f s", LATE_SECONDS)
+        else:
+            self._missed(started)
+        return fallback()
+
     def _missed(self, started: float) -> None:
         self.missed += 1
         metrics.deadline_missed()
@@ -243,8 +253,9 @@ class DeadlineRunner:
 
     # ------------------------------------------------------------ in the event loop
 
-    async def _inline(self, work: Work[T], fallback: Callable[[], T], deadline: float) -> T:
-        started = time.monotonic()
+    async def _inline(
+        self, work: Work[T], fallback: Callable[[], T], started: float, deadline: float, *, kept: bool = False
+    ) -> T:
         if self._turn is None:
             self._turn = asyncio.Lock()
         # one webhook at a time tries for the writer lock; the others wait their turn here,
@@ -252,21 +263,19 @@ class DeadlineRunner:
         try:
             await asyncio.wait_for(self._turn.acquire(), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
-            self._missed(started)
-            return fallback()
+            return self._gave_up(fallback, started, kept)
         try:
-            return await self._inline_turn(work, fallback, started, deadline)
+            return await self._inline_turn(work, fallback, started, deadline, kept)
         finally:
             self._turn.release()
 
     async def _inline_turn(
-        self, work: Work[T], fallback: Callable[[], T], started: float, deadline: float
+        self, work: Work[T], fallback: Callable[[], T], started: float, deadline: float, kept: bool
     ) -> T:
         delay = 0.0005
         while True:
             if time.monotonic() >= deadline:
-                self._missed(started)
-                return fallback()
+                return self._gave_up(fallback, started, kept)
             try:
                 conn = self._connection()
                 conn.begin()  # BEGIN IMMEDIATE, without waiting (app/db.py)
