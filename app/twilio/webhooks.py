@@ -540,32 +540,28 @@ async def voice_step(step: str, form: VoiceForm, request: Request) -> Response:
     return await _in_transaction(request, lambda db, ctx, g, d: _answer(db, ctx, form, handler, g, d))
 
 
+async def _callback(request: Request, work: Callable[[Session, Context], list[Outbound] | None]) -> Response:
+    """A status, conference or recording callback: recorded in its own transaction, and
+    kept past the deadline (app/deadline.py) because nobody waits on its empty answer."""
+    return await _in_transaction(
+        request, lambda db, ctx, g, d: _quietly(db, lambda: work(db, ctx), g, d), quiet=True
+    )
+
+
 @router.api_route("/status", methods=["POST", "GET"])
 async def status(callback: StatusForm, request: Request) -> Response:
-    return await _in_transaction(
-        request,
-        lambda db, ctx, g, d: _quietly(
-            db, lambda: calls.apply_status(db, callback, now=ctx.clock(), policy=ctx.policy), g, d
-        ),
-        quiet=True,
+    return await _callback(
+        request, lambda db, ctx: calls.apply_status(db, callback, now=ctx.clock(), policy=ctx.policy)
     )
 
 
 @router.api_route("/conference", methods=["POST", "GET"])
 async def conference(callback: ConferenceForm, request: Request) -> Response:
-    return await _in_transaction(
-        request,
-        lambda db, ctx, g, d: _quietly(
-            db, lambda: calls.apply_conference(db, callback, now=ctx.clock(), policy=ctx.policy), g, d
-        ),
-        quiet=True,
+    return await _callback(
+        request, lambda db, ctx: calls.apply_conference(db, callback, now=ctx.clock(), policy=ctx.policy)
     )
 
 
 @router.api_route("/recording", methods=["POST", "GET"])
 async def recording(callback: RecordingForm, request: Request) -> Response:
-    return await _in_transaction(
-        request,
-        lambda db, ctx, g, d: _quietly(db, lambda: calls.record_message(db, callback, now=ctx.clock()), g, d),
-        quiet=True,
-    )
+    return await _callback(request, lambda db, ctx: calls.record_message(db, callback, now=ctx.clock()))
