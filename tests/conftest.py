@@ -280,13 +280,18 @@ def vault() -> PhoneVault:
 # ---------------------------------------------------------------- a local fake of Twilio's Calls API
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now (the OS picks it, so parallel runs never collide)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class ServerThread:
     """A uvicorn server for a test, on a free loopback port, stopped at the end."""
 
     def __init__(self, asgi: FastAPI) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         self.server = uvicorn.Server(
             uvicorn.Config(asgi, host="127.0.0.1", port=self.port, log_level="warning")
         )

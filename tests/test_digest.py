@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -27,7 +26,7 @@ from app.scheduler import _digests_safely, send_digests, start_scheduler
 from app.services.digest import Mailer, MailError
 from app.settings import Settings
 from ivr.vocab import ReminderState
-from tests.conftest import ALL_TEST_NUMBERS, PUBLIC_BASE_URL, SECRET, FakeClock, Programme, Staff
+from tests.conftest import ALL_TEST_NUMBERS, PUBLIC_BASE_URL, SECRET, FakeClock, Programme, Staff, free_port
 
 ZONE = "America/New_York"
 # the suite's clock reads 20:00 UTC: 15:00 in the programme's zone
@@ -35,12 +34,6 @@ HOUR = 15
 # words the fixtures hold that an email must never carry
 CONDITION = "diabetes"
 NAMES = ("Ana", "Bea")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Inbox:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ from shutil import which
 
 import httpx
 import pytest
+
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -62,12 +63,6 @@ def _cannot_run() -> str | None:
 
 WHY_NOT = _cannot_run()
 pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _git_status(folder: Path) -> str:
@@ -145,13 +140,13 @@ def newcomer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Newcomer]:
     subprocess.run(["git", "-C", str(clone), "checkout", "--quiet", head], check=True, capture_output=True)
     home = base / "home"
     home.mkdir()
-    port = _free_port()
+    port = free_port()
     env = {name: os.environ[name] for name in INHERITED if name in os.environ}
     env.update(
         HOME=str(home),
         TMPDIR=str(base),
         PORT=str(port),
-        TWILIO_API_URL=f"http://127.0.0.1:{_free_port()}",
+        TWILIO_API_URL=f"http://127.0.0.1:{free_port()}",
         PEERLINE_VENV=str(VENV),
         PYTHONDONTWRITEBYTECODE="1",
         **DEMO_SIZE,

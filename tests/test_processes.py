@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ from app.settings import Settings
 from app.simulator.fake_twilio import FakeTwilio, PlacedCall
 from app.simulator.telephone import Scripted, Telephone
 from ivr import prompts
-from tests.conftest import PG_URL, ServerThread, new_pg_database
+from tests.conftest import PG_URL, ServerThread, free_port, new_pg_database
 
 PEERLINE = str(Path(sys.executable).parent / "peerline")
 SECRET = "processes-test-secret-key-processes-test-secret"
@@ -43,12 +42,6 @@ QUIET = [f"+1617555{n:04d}" for n in range(160, 172)]  # 6 pairs without contact
 PROCESSES = 3
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="several processes share one PostgreSQL")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RoundRobin(httpx.BaseTransport):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -46,6 +45,7 @@ from tests.conftest import (
     PUBLIC_BASE_URL,
     SECRET,
     SUPPORT,
+    free_port,
     new_pg_database,
 )
 from tests.faults import Mode, TcpProxy
@@ -225,12 +225,6 @@ class Service:
     database_url: str
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Callable[[str], Service]]:
     """`peerline serve` in a process of its own, as in production: the 60 client threads and
@@ -240,7 +234,7 @@ def served(tmp_path: Path) -> Iterator[Callable[[str], Service]]:
 
     def serve(database_url: str) -> Service:
         settings = _settings(database_url)
-        port = _free_port()
+        port = free_port()
         environment = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -361,43 +355,6 @@ def test_a_locked_call_table_never_keeps_a_caller_waiting(
 # ---------------------------------------------------------------- SQLite
 
 
-def test_sqlite_locked_by_another_process_never_keeps_a_caller_waiting(
-    tmp_path: Path, served: Callable[[str], Service]
-) -> None:
-    url = f"sqlite:///{tmp_path}/peerline.db"
-    _enrol(url)
-    service = served(url)
-    _normal_call_answers(service.url)
-    locker = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sqlite3, sys, time\n"
-            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-            "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(float(sys.argv[2]))\n",
-            str(tmp_path / "peerline.db"),
-            "8",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
-    burst = _burst(service.url)
-    locker.wait()
-    recovered = _normal_call_answers(service.url)
-    assert burst.webhook_max < WEBHOOK_LIMIT
-    assert burst.healthz_max < HEALTH_LIMIT
-    assert burst.readyz_statuses == [503]
-    assert _rows_for(url, burst.apology_sids) == 0
-    _record(
-        "sqlite-locked",
-        "another process holds BEGIN EXCLUSIVE on the database file for 8 s",
-        burst,
-        recovered,
-        "no row for any call that heard the apology",
-    )
-
-
 def _hold_sqlite_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
     locker = subprocess.Popen(
         [
@@ -414,6 +371,30 @@ def _hold_sqlite_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
     )
     assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
     return locker
+
+
+def test_sqlite_locked_by_another_process_never_keeps_a_caller_waiting(
+    tmp_path: Path, served: Callable[[str], Service]
+) -> None:
+    url = f"sqlite:///{tmp_path}/peerline.db"
+    _enrol(url)
+    service = served(url)
+    _normal_call_answers(service.url)
+    locker = _hold_sqlite_lock(tmp_path / "peerline.db", 8)
+    burst = _burst(service.url)
+    locker.wait()
+    recovered = _normal_call_answers(service.url)
+    assert burst.webhook_max < WEBHOOK_LIMIT
+    assert burst.healthz_max < HEALTH_LIMIT
+    assert burst.readyz_statuses == [503]
+    assert _rows_for(url, burst.apology_sids) == 0
+    _record(
+        "sqlite-locked",
+        "another process holds BEGIN EXCLUSIVE on the database file for 8 s",
+        burst,
+        recovered,
+        "no row for any call that heard the apology",
+    )
 
 
 def test_a_callback_that_waits_past_its_deadline_is_answered_in_time_and_still_recorded(

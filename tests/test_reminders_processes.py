@@ -18,7 +18,7 @@ from app.db import make_engine
 from app.services import participants
 from app.settings import Settings
 from app.simulator.fake_twilio import FakeTwilio
-from tests.conftest import PG_URL, ServerThread, new_pg_database
+from tests.conftest import PG_URL, ServerThread, free_port, new_pg_database
 
 BIN = Path(sys.executable).parent
 PEERLINE = str(BIN / "peerline")
@@ -91,7 +91,7 @@ def test_two_servers_with_schedulers_place_each_reminder_once(
     env: dict[str, str], fake_twilio: FakeTwilio, tmp_path: Path
 ) -> None:
     servers = []
-    for port in (_free_port(), _free_port()):
+    for port in (free_port(), free_port()):
         servers.append(
             subprocess.Popen(
                 [PEERLINE, "serve", "--port", str(port)],
@@ -118,11 +118,3 @@ def _one_partner_of_each_pair(fake: FakeTwilio) -> None:
     called = [c.to for c in fake.calls]
     assert len(called) == len(set(called)) == len(NUMBERS) // 2
     assert all((a in called) != (b in called) for a, b in zip(NUMBERS[::2], NUMBERS[1::2], strict=True))
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

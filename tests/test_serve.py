@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,18 +22,12 @@ from twilio.request_validator import RequestValidator
 from app.cli import uvicorn_options
 from app.models import AuditEvent
 from app.settings import Settings
-from tests.conftest import ALL_TEST_NUMBERS, STRANGER
+from tests.conftest import ALL_TEST_NUMBERS, STRANGER, free_port
 
 PEERLINE = str(Path(sys.executable).parent / "peerline")
 TOKEN = "serve-test-token"
 PUBLIC = "http://127.0.0.1:9"
 FORGED = "203.0.113.9"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Served:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,27 +15,21 @@ import pytest
 from app.models import Call
 from app.simulator.telephone import Telephone
 from app.simulator.terminal_phone import TerminalParty
-from tests.conftest import ANA, Programme
+from tests.conftest import ANA, Programme, free_port
 
 BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[dict[str, str]]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path}/live.db",
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         # where the service asks for the partner's leg: `peerline phone` (or `peerline
         # fake-twilio`) serves the fake Calls API there
-        "TWILIO_API_URL": f"http://127.0.0.1:{_free_port()}",
+        "TWILIO_API_URL": f"http://127.0.0.1:{free_port()}",
         "SCHEDULER_ENABLED": "false",
         "PEERLINE_DEV_SECRETS": str(tmp_path / "secrets.json"),
     }
