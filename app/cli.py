@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy.orm import Session
 
+from app.cli_common import fail, settings_or_fail
+from app.cli_common import parse_at as _parse_at
 from app.cli_digest import digest_cli
 from app.cli_export import export_cli
 from app.crypto import PhoneVault
@@ -24,7 +26,7 @@ from app.services import audit, queries
 from app.services import participants as participant_service
 from app.services.audit import Action
 from app.services.errors import ServiceError
-from app.settings import ConfigError, Settings, get_settings
+from app.settings import Settings
 from ivr.quiet_hours import zone
 from ivr.vocab import SUPPORTED_LANGUAGES, UnsupportedLanguage, language_of
 
@@ -47,12 +49,6 @@ cli.add_typer(export_cli, name="export")
 cli.add_typer(digest_cli, name="digest")
 
 
-def fail(message: str) -> NoReturn:
-    # pydantic's "Value error, " says which Python exception it caught, not what is wrong
-    typer.secho(f"error: {message.replace('Value error, ', '')}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
-
-
 def in_their_words(message: str, words: dict[str, str]) -> str:
     """A service's "quiet_hours: …" in the words the user typed: "--quiet-hours: …".
 
@@ -62,13 +58,6 @@ def in_their_words(message: str, words: dict[str, str]) -> str:
     if not sep or field not in words:
         return message
     return f"{words[field]}: {rest}" if words[field] else rest
-
-
-def settings_or_fail() -> Settings:
-    try:
-        return get_settings()
-    except ConfigError as exc:
-        fail(f"configuration: {exc}")
 
 
 @contextmanager
@@ -592,35 +581,6 @@ def _local_free_url(url: str) -> str | None:
         except OSError:
             return None
     return url
-
-
-def _parse_at(at: str, zone_name: str, now: datetime | None = None) -> datetime:
-    """The moment `--at` names: an ISO date and time, or `+Nd` days from now, optionally at a
-    time of day (`+8dT14:00-05:00`), so a documented example never goes stale."""
-    import re
-    from datetime import time, timedelta
-    from zoneinfo import ZoneInfo
-
-    example = "like 2026-12-01T10:00 or +8dT14:00-05:00"
-    zone = ZoneInfo(zone_name)
-    relative = re.fullmatch(r"\+(\d{1,4})d(?:T(.+))?", at.strip())
-    if relative is not None:
-        later = (now or datetime.now(UTC)) + timedelta(days=int(relative[1]))
-        if relative[2] is None:
-            return later
-        try:
-            clock = time.fromisoformat(relative[2])
-        except ValueError:
-            fail(f"--at {at!r}: {relative[2]!r} is not a time of day {example}")
-        # that day in the zone the time is given in, so "+8dT14:00" is 14:00 there
-        where = clock.tzinfo or zone
-        return datetime.combine(later.astimezone(where).date(), clock.replace(tzinfo=None), tzinfo=where)
-    try:
-        moment = datetime.fromisoformat(at)
-    except ValueError:
-        fail(f"--at {at!r} is not a date and time {example}")
-    # no offset: the programme's own zone, as staff read times in the console
-    return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment
 
 
 @reminders_cli.command("run")

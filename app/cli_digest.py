@@ -9,35 +9,21 @@ does not import app.cli (which imports it): errors are one line on standard erro
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
-from typing import Annotated, NoReturn
+from datetime import UTC
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
 
+from app.cli_common import fail, parse_at, settings_or_fail
 from app.context import Context, system_clock
 from app.crypto import PhoneVault
 from app.db import make_engine, make_sessionmaker
 from app.scheduler import preview_digests, send_digests
 from app.services.digest import Mailer, MailError, summary
 from app.services.policy import Policy
-from app.settings import ConfigError, get_settings
 
 digest_cli = typer.Typer(help="Daily email digests for staff (counts only).", no_args_is_help=True)
-
-
-def _fail(message: str) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
-
-
-def _moment(at: str, zone: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(at)
-    except ValueError:
-        _fail(f"--at {at!r} is not a date and time like 2026-12-01T07:00")
-    # no offset: the programme's own zone, the zone staff chose their hour in
-    return (moment.replace(tzinfo=ZoneInfo(zone)) if moment.tzinfo is None else moment).astimezone(UTC)
 
 
 @digest_cli.command("send")
@@ -51,19 +37,16 @@ def digest_send(
     ] = None,
 ) -> None:
     """Send the digests due this hour (exit 1 when one could not be sent; the next run retries it)."""
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        _fail(f"configuration: {exc}")
+    settings = settings_or_fail()
     mailer = None
     if not dry_run:
         if settings.smtp_url is None:
-            _fail("SMTP_URL is not set, so no digest can be sent (--dry-run shows what would be)")
+            fail("SMTP_URL is not set, so no digest can be sent (--dry-run shows what would be)")
         try:
             mailer = Mailer.from_url(settings.smtp_url)
         except MailError as exc:
-            _fail(str(exc))
-    moment = _moment(at, settings.programme_timezone) if at is not None else None
+            fail(str(exc))
+    moment = parse_at(at, settings.programme_timezone).astimezone(UTC) if at is not None else None
     ctx = Context(
         settings,
         PhoneVault.from_secret(settings.secret_key, settings.secret_key_previous),
@@ -80,7 +63,7 @@ def digest_send(
             report = send_digests(make_sessionmaker(engine), ctx, mailer.send)
     except Exception as exc:  # a readable line, never a traceback
         logging.getLogger(__name__).debug("digest failed", exc_info=True)
-        _fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'failed'}")
+        fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'failed'}")
     finally:
         engine.dispose()
 

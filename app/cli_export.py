@@ -10,22 +10,17 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
+from app.cli_common import fail, settings_or_fail
 from app.db import make_engine, make_sessionmaker
 from app.services import audit, engagement, research
 from app.services.audit import Action
 from app.services.errors import ServiceError
-from app.settings import ConfigError, get_settings
 
 export_cli = typer.Typer(help="De-identified data for evaluation.", no_args_is_help=True)
-
-
-def _fail(message: str) -> NoReturn:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
 
 
 @export_cli.command("research")
@@ -44,15 +39,12 @@ def export_research(
     ] = None,
 ) -> None:
     """Write pair_weeks.csv, participants.csv and data-dictionary.csv: no names, numbers or dates."""
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        _fail(f"configuration: {exc}")
+    settings = settings_or_fail()
     try:
         research.prepare_out(out, key_file)
         key, made = research.key_from_file(key_file) if key_file is not None else (research.new_key(), False)
     except ServiceError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     engine = make_engine(settings.database_url)
     now = datetime.now(UTC)
     try:
@@ -73,10 +65,10 @@ def export_research(
             )
             db.commit()
     except (ServiceError, OSError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except Exception as exc:  # a readable line, never a traceback
         logging.getLogger(__name__).debug("export failed", exc_info=True)
-        _fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'failed'}")
+        fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'failed'}")
     finally:
         engine.dispose()
     for path in written:
