@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import pytest
 import uvicorn
@@ -278,6 +279,14 @@ def vault() -> PhoneVault:
 
 
 # ---------------------------------------------------------------- a local fake of Twilio's Calls API
+
+
+def reminder_hours_open_now(zone: str = "UTC") -> str:
+    """A REMINDER_HOURS window open from an hour ago to six hours on in that zone: a test whose
+    processes sweep by the real clock must not depend on the time of day ("00:00-23:59" is
+    shut from 23:59 to midnight, and a sweep in that minute places nothing)."""
+    local = datetime.now(ZoneInfo(zone))
+    return f"{local - timedelta(hours=1):%H:00}-{local + timedelta(hours=6):%H:00}"
 
 
 def free_port() -> int:

@@ -30,7 +30,7 @@ from app.settings import Settings
 from app.simulator.fake_twilio import FakeTwilio, PlacedCall
 from app.simulator.telephone import Scripted, Telephone
 from ivr import prompts
-from tests.conftest import PG_URL, ServerThread, free_port, new_pg_database
+from tests.conftest import PG_URL, ServerThread, free_port, new_pg_database, reminder_hours_open_now
 
 PEERLINE = str(Path(sys.executable).parent / "peerline")
 SECRET = "processes-test-secret-key-processes-test-secret"
@@ -72,7 +72,7 @@ def env(tmp_path: Path, fake_twilio_server: ServerThread) -> Iterator[dict[str, 
         "TWILIO_PHONE_NUMBER": PROGRAMME,
         "TWILIO_API_URL": fake_twilio_server.url,
         "PUBLIC_BASE_URL": PUBLIC,
-        "REMINDER_HOURS": "00:00-23:59",
+        "REMINDER_HOURS": reminder_hours_open_now(),
         "SCHEDULER_ENABLED": "true",
         "LOG_FORMAT": "json",
     }

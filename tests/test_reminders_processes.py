@@ -18,7 +18,7 @@ from app.db import make_engine
 from app.services import participants
 from app.settings import Settings
 from app.simulator.fake_twilio import FakeTwilio
-from tests.conftest import PG_URL, ServerThread, free_port, new_pg_database
+from tests.conftest import PG_URL, ServerThread, free_port, new_pg_database, reminder_hours_open_now
 
 BIN = Path(sys.executable).parent
 PEERLINE = str(BIN / "peerline")
@@ -43,7 +43,7 @@ def env(
         "TWILIO_PHONE_NUMBER": "+18005550100",
         "TWILIO_API_URL": fake_twilio_server.url,
         "PUBLIC_BASE_URL": "http://127.0.0.1:9",
-        "REMINDER_HOURS": "00:00-23:59",
+        "REMINDER_HOURS": reminder_hours_open_now(),
         "SCHEDULER_ENABLED": "false",
     }
     subprocess.run(

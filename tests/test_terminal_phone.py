@@ -15,7 +15,7 @@ import pytest
 from app.models import Call
 from app.simulator.telephone import Telephone
 from app.simulator.terminal_phone import TerminalParty
-from tests.conftest import ANA, Programme, free_port
+from tests.conftest import ANA, Programme, free_port, reminder_hours_open_now
 
 BIN = Path(sys.executable).parent
 
@@ -132,7 +132,7 @@ def test_a_reminder_call_rings_the_terminal_through_the_fake_twilio(
     db.execute("UPDATE pair SET started_at = datetime('now', '-8 days'), next_reminder_at = NULL")
     db.commit()
     port = int(served["TWILIO_API_URL"].rsplit(":", 1)[1])  # the service places legs here too
-    env = {**served, "REMINDER_HOURS": "00:00-23:59"}
+    env = {**served, "REMINDER_HOURS": reminder_hours_open_now("America/New_York")}
     # Ana answers her reminder (Enter), presses 1; Bea's phone rings in the same terminal, she
     # answers and presses 1; they talk 90 s; Bea hangs up, Ana is told and hangs up. The
     # talk spares Bea her own reminder: the partners are reminded one after the other.
