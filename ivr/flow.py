@@ -26,9 +26,10 @@ and last, the building blocks several steps share.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode
 
@@ -37,6 +38,7 @@ from twilio.twiml.voice_response import Dial, VoiceResponse
 from ivr import prompts
 from ivr.prompts import Prompt as P
 from ivr.quiet_hours import QuietHours, is_quiet, quiet_ends_at, zone
+from ivr.rendered import Rendered
 from ivr.speech import Question, Speaker, Spoken, ask, say, spoken_digits, spoken_number, spoken_time
 from ivr.vocab import (
     ROOM_EVENTS,
@@ -164,6 +166,21 @@ class Line:
     @property
     def speaker(self) -> Speaker:
         return Speaker(self.language, self.audio)
+
+    @property
+    def fixed(self) -> Hashable:
+        """Everything here but the time: what TwiML built once for this line may depend on."""
+        return (
+            self.urls,
+            self.programme_number,
+            self.support_number,
+            self.region,
+            self.nurse_line,
+            self.language,
+            self.notice.version,
+            tuple(sorted(self.notice.texts.items())),
+            tuple(sorted(self.audio.items())),
+        )
 
     def speaking(self, language: Language) -> Line:
         """The same line, heard by someone in another language (the other leg, a choice)."""
@@ -320,11 +337,12 @@ Effect = (
 
 @dataclass(frozen=True)
 class Step:
-    twiml: VoiceResponse
+    # built with the SDK for this step, or the text of one built before (ivr/rendered.py)
+    twiml: VoiceResponse | str
     effects: tuple[Effect, ...] = ()
 
     def __str__(self) -> str:
-        return str(self.twiml)
+        return self.twiml if isinstance(self.twiml, str) else str(self.twiml)
 
 
 # ---------------------------------------------------------------- 1. inbound
@@ -415,41 +433,66 @@ MISSED = (Outcome.NO_ANSWER, Outcome.BUSY, Outcome.QUIET_HOURS, Outcome.FAILED)
 def connect(caller: Caller, line: Line, *, room: str, greet: bool = True) -> Step:
     # from here on the caller hears their own language (or the one they chose by key)
     line = line.speaking(caller.person.language)
-    response = VoiceResponse()
-    if greet:
-        name = caller.person.name
-        _say(response, line, line.speaker(P.GREETING_NAMED, name=name) if name else P.GREETING)
-    if caller.missed_from_partner == 1:
-        _say(response, line, P.MISSED_ONCE)
-    elif caller.missed_from_partner > 1:
-        _say(response, line, line.speaker(P.MISSED_MANY, count=caller.missed_from_partner))
-    _say(response, line, line.speaker.plain(line.notice.text(line.language)))
     heard: tuple[Effect, ...] = (
         Identified(caller.person.id, caller.pair_id),
         Speaks(Leg.CALLER, line.language),
         NoticePlayed(line.notice.version, Leg.CALLER),
     )
-
     partner = caller.partner
+    when: str | None = None
     if partner is None or caller.pair_id is None:
-        _say(response, line, P.NOT_PAIRED)
-        _care_team_number(response, line)
-        return Step(_offer_message(response, line), heard)
-
-    if partner.quiet_hours is not None and is_quiet(partner.quiet_hours, partner.timezone, line.now):
+        outcome, effects = _Connected.NOT_PAIRED, heard
+    elif partner.quiet_hours is not None and is_quiet(partner.quiet_hours, partner.timezone, line.now):
         reachable = quiet_ends_at(partner.quiet_hours, partner.timezone, line.now)
         caller_zone = zone(caller.person.timezone)
         when = spoken_time(reachable.astimezone(caller_zone), line.now.astimezone(caller_zone), line.language)
+        outcome, effects = _Connected.QUIET, (*heard, PartnerInQuietHours(partner.id))
+    elif partner.on_call:
+        outcome, effects = _Connected.BUSY, (*heard, PartnerOnAnotherCall(partner.id))
+    else:
+        outcome = _Connected.BRIDGE
+        effects = (*heard, BridgeStarted(partner.id, room), RingPartner(partner.id, room))
+    name = caller.person.name if greet else None
+    return Step(
+        _CONNECT.render(line, name=name, room=room, key=(outcome, greet, caller.missed_from_partner, when)),
+        effects,
+    )
+
+
+class _Connected(StrEnum):
+    NOT_PAIRED = "not paired"
+    QUIET = "partner in quiet hours"
+    BUSY = "partner on another call"
+    BRIDGE = "bridge"
+
+
+def _connect_twiml(line: Line, name: str | None, room: str, key: tuple[Any, ...]) -> VoiceResponse:
+    """What the caller hears once known: greeting, missed calls, the notice, then the outcome."""
+    outcome, greet, missed, when = key
+    response = VoiceResponse()
+    if greet:
+        _say(response, line, line.speaker(P.GREETING_NAMED, name=name) if name else P.GREETING)
+    if missed == 1:
+        _say(response, line, P.MISSED_ONCE)
+    elif missed > 1:
+        _say(response, line, line.speaker(P.MISSED_MANY, count=missed))
+    _say(response, line, line.speaker.plain(line.notice.text(line.language)))
+    if outcome == _Connected.NOT_PAIRED:
+        _say(response, line, P.NOT_PAIRED)
+        _care_team_number(response, line)
+        return _offer_message(response, line)
+    if outcome == _Connected.QUIET:
         _say(response, line, line.speaker(P.PARTNER_QUIET, when=when))
-        return Step(_offer_message(response, line), (*heard, PartnerInQuietHours(partner.id)))
-
-    if partner.on_call:
+        return _offer_message(response, line)
+    if outcome == _Connected.BUSY:
         _say(response, line, P.PARTNER_BUSY)
-        return Step(_offer_message(response, line), (*heard, PartnerOnAnotherCall(partner.id)))
-
+        return _offer_message(response, line)
     _say(response, line, P.CONNECTING, P.STAR_HINT, P.REPEAT_HINT)
     response.append(_join_room(room, line))
-    return Step(response, (*heard, BridgeStarted(partner.id, room), RingPartner(partner.id, room)))
+    return response
+
+
+_CONNECT = Rendered(_connect_twiml)
 
 
 def _join_room(room: str, line: Line) -> Dial:

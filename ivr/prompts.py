@@ -253,10 +253,15 @@ def text(prompt: Prompt, language: Language, **values: object) -> str:
     words = CATALOGUE[prompt][language]
     if not values:
         return words
-    # a name kept as "May C." ends the sentence itself: "Hello, May C.." would be read twice
     if isinstance(name := values.get("name"), str):
-        values["name"] = name.rstrip(". ")
+        values["name"] = spoken_name(name)
     return words.format(**values)
+
+
+def spoken_name(name: str) -> str:
+    """A name as a sentence says it: one kept as "May C." ends the sentence itself, and
+    "Hello, May C.." would be read twice."""
+    return name.rstrip(". ")
 
 
 # The treatment notice's built-in version: the one on record for a call when no managed
