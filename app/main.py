@@ -188,7 +188,7 @@ def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAP
     )
     app.state.metrics = AppMetrics(settings.database_url, {"general": engine, "phone_line": phone_engine})
     app.state.tokens = TokenMaker.from_secret(settings.secret_key)
-    app.include_router(twilio_webhooks.router)
+    twilio_webhooks.install(app)
     app.include_router(twilio_fallback.router)
     app.include_router(twilio_outreach.router)
     app.include_router(api_routes.router)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import FastAPI, Request, Response
 from sqlalchemy.orm import Session
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 import ivr.flow as flow
 from app import metrics
@@ -28,13 +29,12 @@ from app.services.participants import find_by_phone
 from app.services.policy import Policy
 from app.twilio import fast, forms
 from app.twilio.dialer import Dialer, dialer_for
-from app.twilio.forms import ConferenceCallback, Recording, StatusCallback, VoiceRequest
-from app.twilio.signature import TwilioForm, twilio_form
+from app.twilio.forms import VoiceRequest
+from app.twilio.signature import twilio_form
 from ivr.phone import is_withheld, try_normalise
 from ivr.vocab import CallKind, Language, Leg, ParticipantStatus, StepName
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/twilio", tags=["twilio"], include_in_schema=False)
 
 
 class Turn:
@@ -81,30 +81,6 @@ class Turn:
 
 
 Handler = Callable[[Turn], flow.Step]
-
-
-# The form is parsed once, here, after the signature check: nothing past this point
-# reads Twilio's raw fields. The query is what Peerline wrote into its own URLs.
-async def _voice_request(form: TwilioForm, request: Request) -> VoiceRequest:
-    return forms.voice_request(form, request.query_params)
-
-
-async def _status_callback(form: TwilioForm, request: Request) -> StatusCallback:
-    return forms.status_callback(form, request.query_params)
-
-
-async def _recording(form: TwilioForm) -> Recording | None:
-    return forms.recording(form)
-
-
-async def _conference_callback(form: TwilioForm) -> ConferenceCallback:
-    return forms.conference_callback(form)
-
-
-VoiceForm = Annotated[VoiceRequest, Depends(_voice_request)]
-StatusForm = Annotated[StatusCallback, Depends(_status_callback)]
-RecordingForm = Annotated[Recording | None, Depends(_recording)]
-ConferenceForm = Annotated[ConferenceCallback, Depends(_conference_callback)]
 
 
 def twiml(step: flow.Step) -> Response:
@@ -525,18 +501,19 @@ async def _in_transaction(
     return await runner.run(run, too_late, arrived=request.scope.get(ARRIVED), keep=quiet)
 
 
-# The inbound call reads its signed form itself rather than through FastAPI's dependency
-# injection: on the path every call starts with, resolving the dependencies cost more
-# than parsing the form. The check is the same (app/twilio/signature.py).
-@router.api_route("/voice", methods=["POST", "GET"])
+# The routes are plain Starlette routes: each reads its signed form itself (the check is
+# app/twilio/signature.py) rather than through FastAPI's dependency injection, which cost
+# more per request than parsing the form. They take no part in the OpenAPI schema.
+
+
 async def voice(request: Request) -> Response:
     form = forms.voice_request(await twilio_form(request), request.query_params)
     return await _in_transaction(request, lambda db, ctx, g, d: _answer(db, ctx, form, inbound, g, d))
 
 
-@router.api_route("/voice/{step}", methods=["POST", "GET"])
-async def voice_step(step: str, form: VoiceForm, request: Request) -> Response:
-    handler = _handler(step)
+async def voice_step(request: Request) -> Response:
+    handler = _handler(str(request.path_params["step"]))
+    form = forms.voice_request(await twilio_form(request), request.query_params)
     return await _in_transaction(request, lambda db, ctx, g, d: _answer(db, ctx, form, handler, g, d))
 
 
@@ -548,20 +525,50 @@ async def _callback(request: Request, work: Callable[[Session, Context], list[Ou
     )
 
 
-@router.api_route("/status", methods=["POST", "GET"])
-async def status(callback: StatusForm, request: Request) -> Response:
+async def status(request: Request) -> Response:
+    callback = forms.status_callback(await twilio_form(request), request.query_params)
     return await _callback(
         request, lambda db, ctx: calls.apply_status(db, callback, now=ctx.clock(), policy=ctx.policy)
     )
 
 
-@router.api_route("/conference", methods=["POST", "GET"])
-async def conference(callback: ConferenceForm, request: Request) -> Response:
+async def conference(request: Request) -> Response:
+    callback = forms.conference_callback(await twilio_form(request))
     return await _callback(
         request, lambda db, ctx: calls.apply_conference(db, callback, now=ctx.clock(), policy=ctx.policy)
     )
 
 
-@router.api_route("/recording", methods=["POST", "GET"])
-async def recording(callback: RecordingForm, request: Request) -> Response:
+async def recording(request: Request) -> Response:
+    callback = forms.recording(await twilio_form(request))
     return await _callback(request, lambda db, ctx: calls.record_message(db, callback, now=ctx.clock()))
+
+
+class _Route(Route):
+    """A Starlette route that names itself in the scope, as FastAPI's own routes do: the
+    access log and the metrics label a request by its route's template, never its path."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match != Match.NONE:
+            child["route"] = self
+        return match, child
+
+
+ROUTES = [
+    _Route(path, endpoint, methods=["POST", "GET"], include_in_schema=False)
+    for path, endpoint in (
+        ("/twilio/voice", voice),
+        ("/twilio/voice/{step}", voice_step),
+        ("/twilio/status", status),
+        ("/twilio/conference", conference),
+        ("/twilio/recording", recording),
+    )
+]
+
+
+def install(app: FastAPI) -> None:
+    """The webhooks join the app's own routes, not through `include_router`: an included
+    router's plain routes are copied into FastAPI's own kind, which do not say which
+    route answered."""
+    app.router.routes.extend(ROUTES)
