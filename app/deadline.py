@@ -13,9 +13,12 @@ How the work runs depends on the database (`DeadlineRunner.for_engine`):
   work is a millisecond of CPU and a few SQLite calls that never touch the disk's sync,
   so a thread hop (and a pool of threads fighting the event loop for the GIL) cost more
   than the work. The loop never waits for a lock: the writer lock is tried without
-  waiting (busy timeout 0), and while another connection holds it the webhook sleeps
-  asynchronously and tries again, until its deadline. The WAL is checkpointed by a
-  thread, so no commit in the loop waits for a checkpoint's fsync.
+  waiting (busy timeout 0), and while another connection holds it the webhooks wait
+  asynchronously and it is tried again, until each one's deadline. Webhooks that are
+  waiting together when the lock is had run together, each in a savepoint, under one
+  COMMIT (a commit writes a page for each index a call row touches: shared, not
+  repeated). The WAL is checkpointed by a thread, so no commit in the loop waits for a
+  checkpoint's fsync.
 - SQLite, `SQLITE_SYNCHRONOUS=full` (**group commit**): every commit waits for an fsync,
   which must not happen in the loop. One writer thread takes whatever webhooks are
   waiting, runs each in a SAVEPOINT of one transaction and commits them together: one
@@ -109,6 +112,34 @@ class _Item(Generic[T]):
     after: Callable[[], None] | None = None
 
 
+@dataclass(eq=False)
+class _Waiting(Generic[T]):
+    """An inline webhook in line for the writer lock."""
+
+    work: Work[T]
+    fallback: Callable[[], T]
+    started: float
+    deadline: float
+    kept: bool
+    future: asyncio.Future[T]
+    # the request's context: its log lines keep the call's request id, though its work runs
+    # in the task that took the lock
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+
+
+def _settle(waiting: _Waiting[Any], value: Any) -> None:
+    if not waiting.future.done():
+        waiting.future.set_result(value)
+
+
+def _after(waiting: _Waiting[Any], after: Callable[[], None] | None) -> None:
+    if after is not None:
+        try:
+            waiting.context.run(after)
+        except Exception:
+            log.exception("work after a webhook's commit failed")
+
+
 Mode = Literal["inline", "group", "threads"]
 CHECKPOINT_SECONDS = 0.5
 # how long an inline webhook sleeps between tries for the writer lock, at most
@@ -138,9 +169,10 @@ class DeadlineRunner:
         self._workers = {"inline": 0, "group": 1, "threads": workers}[mode]
         self._threads: list[threading.Thread] = []
         self._starting = threading.Lock()
-        self._turn: asyncio.Lock | None = None
         self._conn: Connection | None = None
-        self._late: set[asyncio.Task[Any]] = set()  # kept callbacks still at work (inline)
+        # inline: the webhooks waiting for the writer lock, and the task that takes it for them
+        self._waiting: list[_Waiting[Any]] = []
+        self._leader: asyncio.Task[None] | None = None
         self.missed = 0  # answers given by the fallback because the deadline passed
 
     @classmethod
@@ -184,17 +216,7 @@ class DeadlineRunner:
             self._start()
         remaining = max(0.05, self.deadline_seconds - (time.monotonic() - started))
         if self.mode == "inline":
-            if not keep:
-                return await self._inline(work, fallback, started, started + self.deadline_seconds)
-            task = asyncio.ensure_future(
-                self._inline(work, fallback, started, started + LATE_SECONDS, kept=True)
-            )
-            self._late.add(task)
-            task.add_done_callback(self._late.discard)
-            try:
-                return await asyncio.wait_for(asyncio.shield(task), remaining)
-            except TimeoutError:
-                return self._answered_early(fallback)
+            return await self._inline(work, fallback, started, remaining, keep)
         # the request's context goes along: its log lines keep the call's request id
         item: _Item[T] = _Item(work, Guard(), contextvars.copy_context())
         self._queue.put(item)
@@ -236,14 +258,6 @@ class DeadlineRunner:
         log.warning("a callback is answered before it is recorded; its work goes on")
         return fallback()
 
-    def _gave_up(self, fallback: Callable[[], T], started: float, kept: bool) -> T:
-        if kept:
-            # already answered and counted when its deadline passed (_answered_early)
-            log.warning("a callback was not recorded: the database stayed locked for %.0f s", LATE_SECONDS)
-        else:
-            self._missed(started)
-        return fallback()
-
     def _missed(self, started: float) -> None:
         self.missed += 1
         metrics.deadline_missed()
@@ -254,61 +268,135 @@ class DeadlineRunner:
     # ------------------------------------------------------------ in the event loop
 
     async def _inline(
-        self, work: Work[T], fallback: Callable[[], T], started: float, deadline: float, *, kept: bool = False
+        self, work: Work[T], fallback: Callable[[], T], started: float, remaining: float, keep: bool
     ) -> T:
-        if self._turn is None:
-            self._turn = asyncio.Lock()
-        # one webhook at a time tries for the writer lock; the others wait their turn here,
-        # no longer than their own deadline (a kept callback may hold the turn for long)
+        waiting: _Waiting[T] = _Waiting(
+            work,
+            fallback,
+            started,
+            started + (LATE_SECONDS if keep else self.deadline_seconds),
+            keep,
+            asyncio.get_running_loop().create_future(),
+        )
+        self._waiting.append(waiting)
+        if self._leader is None or self._leader.done():
+            self._leader = asyncio.ensure_future(self._lead())
         try:
-            await asyncio.wait_for(self._turn.acquire(), max(0.0, deadline - time.monotonic()))
+            return await asyncio.wait_for(asyncio.shield(waiting.future), remaining)
         except TimeoutError:
-            return self._gave_up(fallback, started, kept)
-        try:
-            return await self._inline_turn(work, fallback, started, deadline, kept)
-        finally:
-            self._turn.release()
+            pass
+        # Nothing in the loop awaits between a webhook's work and its commit, so a webhook
+        # whose deadline passes here has either been answered or not started at all.
+        if waiting.future.done():
+            return waiting.future.result()
+        if keep:
+            return self._answered_early(fallback)  # it stays in line and is still recorded
+        self._waiting.remove(waiting)
+        self._missed(started)
+        return fallback()
 
-    async def _inline_turn(
-        self, work: Work[T], fallback: Callable[[], T], started: float, deadline: float, kept: bool
-    ) -> T:
+    async def _lead(self) -> None:
+        """Take the writer lock for everyone waiting, run their work and commit it together.
+
+        While another connection holds the lock, the loop sleeps and tries again, never
+        waiting in SQLite. With the lock, every webhook then waiting runs in turn, each in
+        a savepoint of one transaction, and one COMMIT stores them all: under a surge the
+        commit's writes (a page of each index the call row touches) are shared instead of
+        repeated per webhook. One webhook alone commits its own transaction.
+        """
         delay = 0.0005
-        while True:
-            if time.monotonic() >= deadline:
-                return self._gave_up(fallback, started, kept)
+        while self._waiting:
+            self._expire()
+            if not self._waiting:
+                return
             try:
                 conn = self._connection()
                 conn.begin()  # BEGIN IMMEDIATE, without waiting (app/db.py)
-                break
             except OperationalError as exc:
                 if not _locked(exc):
-                    self._drop()
-                    log.warning("the database refused a webhook's transaction; the caller hears the apology")
-                    return fallback()
+                    self._refused("the database refused a webhook's transaction")
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                continue
             except Exception:
-                self._drop()
-                log.exception("no connection for a webhook; the caller hears the apology")
-                return fallback()
-            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, RETRY_MAX_SECONDS)
-        # from here to the commit nothing awaits: no other webhook runs in between
+                self._refused("no connection for a webhook")
+                return
+            delay = 0.0005
+            batch = self._waiting[:MAX_BATCH]
+            del self._waiting[:MAX_BATCH]
+            if len(batch) == 1:
+                self._alone_inline(conn, batch[0])
+            else:
+                self._together_inline(conn, batch)
+            # let the requests that arrived meanwhile join the next batch
+            await asyncio.sleep(0)
+
+    def _expire(self) -> None:
+        """A webhook still in line at its deadline hears the fallback and never runs."""
+        now = time.monotonic()
+        for waiting in [w for w in self._waiting if w.deadline <= now]:
+            self._waiting.remove(waiting)
+            if not waiting.future.done():
+                if waiting.kept:
+                    log.warning(
+                        "a callback was not recorded: the database stayed locked for %.0f s", LATE_SECONDS
+                    )
+                else:
+                    self._missed(waiting.started)
+                waiting.future.set_result(waiting.fallback())
+
+    def _refused(self, why: str) -> None:
+        self._drop()
+        log.warning("%s; every webhook waiting hears the apology", why)
+        waiting, self._waiting = self._waiting, []
+        for each in waiting:
+            if not each.future.done():
+                each.future.set_result(each.fallback())
+
+    def _alone_inline(self, conn: Connection, waiting: _Waiting[Any]) -> None:
         try:
-            # the session commits or rolls back the transaction begun above; closing it
-            # leaves the connection clean for the next webhook
+            # the session commits or rolls back the transaction begun by the leader;
+            # closing it leaves the connection clean for the next webhook
             with Session(bind=conn, join_transaction_mode="control_fully", expire_on_commit=False) as db:
-                value, after = work(db, Guard())
+                value, after = waiting.context.run(waiting.work, db, Guard())
             if conn.in_transaction():  # begun again after the commit (a read): not kept
                 conn.rollback()
         except Exception:
             self._drop()
             log.exception("a webhook's work failed; the caller hears the apology")
-            return fallback()
-        if after is not None:
+            _settle(waiting, waiting.fallback())
+            return
+        _after(waiting, after)
+        _settle(waiting, value)
+
+    def _together_inline(self, conn: Connection, batch: list[_Waiting[Any]]) -> None:
+        done: list[tuple[_Waiting[Any], Any, Callable[[], None] | None]] = []
+        for waiting in batch:
+            # the webhook's own commit() releases its savepoint, its rollback() undoes only
+            # its own work
+            db = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
             try:
-                after()
+                value, after = waiting.context.run(waiting.work, db, Guard())
             except Exception:
-                log.exception("work after a webhook's commit failed")
-        return value
+                log.exception("a webhook's work failed; the caller hears the apology")
+                _settle(waiting, waiting.fallback())
+                continue
+            finally:
+                db.close()
+            done.append((waiting, value, after))
+        try:
+            conn.commit()
+        except Exception:
+            self._drop()
+            # nothing of this batch is stored: no webhook of it may say otherwise
+            log.exception("a group commit failed; its webhooks hear the apology")
+            for waiting, _, _ in done:
+                _settle(waiting, waiting.fallback())
+            return
+        for waiting, value, after in done:
+            _after(waiting, after)
+            _settle(waiting, value)
 
     def _connection(self) -> Connection:
         """The event loop's own connection, kept between webhooks: only the loop uses it,

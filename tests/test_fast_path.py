@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Engine, delete, text
+from sqlalchemy import Connection, Engine, delete, event, text
 from sqlalchemy.orm import Session
 
 from app.db import PHONE_LINE, WriterLock, make_engine
@@ -292,6 +292,77 @@ def test_an_inline_webhook_that_cannot_get_the_lock_in_time_hears_the_apology_an
     assert answer == "apology"
     assert seconds < 0.5
     assert _names(engine) == set()
+
+
+def test_inline_webhooks_waiting_together_are_committed_together_but_the_one_that_failed(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/batch.db"
+    engine = _table(url)
+    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
+    other = sqlite3.connect(f"{tmp_path}/batch.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # they all wait, then find the lock free at once
+    commits: list[str] = []
+    event.listen(runner.engine, "commit", lambda conn: commits.append("commit"))
+
+    async def main() -> list[str]:
+        asyncio.get_running_loop().call_later(0.1, other.execute, "COMMIT")
+        works = [_writes(f"w{i}", fails=i == 3) for i in range(10)]
+        return await asyncio.gather(*(runner.run(work, lambda: "apology") for work in works))
+
+    answers = asyncio.run(main())
+    runner.shutdown()
+
+    assert answers == [f"w{i}" if i != 3 else "apology" for i in range(10)]
+    assert _names(engine) == {f"w{i}" for i in range(10) if i != 3}
+    assert len(commits) == 1  # one COMMIT for the nine
+
+
+def test_when_a_batch_cannot_commit_every_webhook_in_it_hears_the_apology_and_nothing_is_stored(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/refused.db"
+    engine = _table(url)
+    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
+    other = sqlite3.connect(f"{tmp_path}/refused.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+
+    def refuse(conn: Connection) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    event.listen(runner.engine, "commit", refuse)
+
+    async def main() -> list[str]:
+        asyncio.get_running_loop().call_later(0.1, other.execute, "COMMIT")
+        return await asyncio.gather(*(runner.run(_writes(f"w{i}"), lambda: "apology") for i in range(5)))
+
+    answers = asyncio.run(main())
+    runner.shutdown()
+
+    assert answers == ["apology"] * 5
+    assert _names(engine) == set()
+
+
+def test_a_webhook_still_waiting_at_its_deadline_is_answered_and_the_rest_go_on(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/expire.db"
+    engine = _table(url)
+    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
+    runner.deadline_seconds = 0.3
+    other = sqlite3.connect(f"{tmp_path}/expire.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+
+    async def main() -> list[str]:
+        early = asyncio.ensure_future(runner.run(_writes("early"), lambda: "apology"))
+        await asyncio.sleep(0.2)
+        late = asyncio.ensure_future(runner.run(_writes("late"), lambda: "apology"))
+        asyncio.get_running_loop().call_later(0.2, other.execute, "COMMIT")  # at 0.4 s
+        return [await early, await late]
+
+    answers = asyncio.run(main())
+    runner.shutdown()
+
+    assert answers == ["apology", "late"]
+    assert _names(engine) == {"late"}
 
 
 def test_a_thread_waiting_for_the_writer_lock_goes_before_a_try_that_does_not_wait() -> None:
