@@ -270,30 +270,38 @@ class DeadlineRunner:
     async def _inline(
         self, work: Work[T], fallback: Callable[[], T], started: float, remaining: float, keep: bool
     ) -> T:
+        loop = asyncio.get_running_loop()
         waiting: _Waiting[T] = _Waiting(
             work,
             fallback,
             started,
             started + (LATE_SECONDS if keep else self.deadline_seconds),
             keep,
-            asyncio.get_running_loop().create_future(),
+            loop.create_future(),
         )
         self._waiting.append(waiting)
         if self._leader is None or self._leader.done():
-            self._leader = asyncio.ensure_future(self._lead())
+            self._leader = loop.create_task(self._lead())
+        # a timer rather than asyncio.wait_for: on the path of every webhook, wait_for's
+        # extra futures and callbacks cost more than a timer handle
+        due = loop.call_later(remaining, self._due, waiting)
         try:
-            return await asyncio.wait_for(asyncio.shield(waiting.future), remaining)
-        except TimeoutError:
-            pass
-        # Nothing in the loop awaits between a webhook's work and its commit, so a webhook
-        # whose deadline passes here has either been answered or not started at all.
+            return await waiting.future
+        finally:
+            due.cancel()
+
+    def _due(self, waiting: _Waiting[Any]) -> None:
+        """The deadline has passed. Nothing in the loop awaits between a webhook's work and
+        its commit, so a webhook not answered yet has not started either."""
         if waiting.future.done():
-            return waiting.future.result()
-        if keep:
-            return self._answered_early(fallback)  # it stays in line and is still recorded
+            return
+        if waiting.kept:
+            # answered now; it stays in line and is still recorded
+            waiting.future.set_result(self._answered_early(waiting.fallback))
+            return
         self._waiting.remove(waiting)
-        self._missed(started)
-        return fallback()
+        self._missed(waiting.started)
+        waiting.future.set_result(waiting.fallback())
 
     async def _lead(self) -> None:
         """Take the writer lock for everyone waiting, run their work and commit it together.
@@ -333,18 +341,18 @@ class DeadlineRunner:
             await asyncio.sleep(0)
 
     def _expire(self) -> None:
-        """A webhook still in line at its deadline hears the fallback and never runs."""
+        """A webhook still in line at its deadline hears the fallback and never runs; a
+        callback (answered already) is given up after LATE_SECONDS."""
         now = time.monotonic()
         for waiting in [w for w in self._waiting if w.deadline <= now]:
             self._waiting.remove(waiting)
-            if not waiting.future.done():
-                if waiting.kept:
-                    log.warning(
-                        "a callback was not recorded: the database stayed locked for %.0f s", LATE_SECONDS
-                    )
-                else:
-                    self._missed(waiting.started)
-                waiting.future.set_result(waiting.fallback())
+            if waiting.kept:
+                log.warning(
+                    "a callback was not recorded: the database stayed locked for %.0f s", LATE_SECONDS
+                )
+            elif not waiting.future.done():
+                self._missed(waiting.started)
+            _settle(waiting, waiting.fallback())
 
     def _refused(self, why: str) -> None:
         self._drop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 import time
@@ -147,6 +148,10 @@ def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAP
             from app.scheduler import start_scheduler
 
             scheduler = start_scheduler(app.state.sessionmaker, app.state.context)
+        # What exists at start-up (modules, routes, compiled statements) lives as long as the
+        # process: the collector's full passes need not walk it again. Unfrozen, each full
+        # pass over it paused the event loop for up to a tenth of a second under load.
+        gc.freeze()
         yield
         if scheduler is not None:
             scheduler.shutdown(wait=False)
