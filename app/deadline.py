@@ -15,10 +15,10 @@ How the work runs depends on the database (`DeadlineRunner.for_engine`):
   than the work. The loop never waits for a lock: the writer lock is tried without
   waiting (busy timeout 0), and while another connection holds it the webhooks wait
   asynchronously and it is tried again, until each one's deadline. Webhooks that are
-  waiting together when the lock is had run together, each in a savepoint, under one
-  COMMIT (a commit writes a page for each index a call row touches: shared, not
-  repeated). The WAL is checkpointed by a thread, so no commit in the loop waits for a
-  checkpoint's fsync.
+  waiting together when the lock is had run together under one COMMIT (a commit writes
+  a page for each index a call row touches: shared, not repeated); if one of them fails
+  and rolls back, the others run again, each alone. The WAL is checkpointed by a thread,
+  so no commit in the loop waits for a checkpoint's fsync.
 - SQLite, `SQLITE_SYNCHRONOUS=full` (**group commit**): every commit waits for an fsync,
   which must not happen in the loop. One writer thread takes whatever webhooks are
   waiting, runs each in a SAVEPOINT of one transaction and commits them together: one
@@ -46,7 +46,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -66,6 +66,10 @@ LATE_SECONDS = 30.0
 
 class Abandoned(Exception):
     """The answer has already gone back without this work: do not commit it."""
+
+
+class BatchClosed(Exception):
+    """A webhook in a batch tried to commit a transaction other than the batch's."""
 
 
 class Guard:
@@ -125,6 +129,8 @@ class _Waiting(Generic[T]):
     # the request's context: its log lines keep the call's request id, though its work runs
     # in the task that took the lock
     context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    # its batch's transaction was given up: it runs again in one of its own
+    alone: bool = False
 
 
 def _settle(waiting: _Waiting[Any], value: Any) -> None:
@@ -174,6 +180,9 @@ class DeadlineRunner:
         self._waiting: list[_Waiting[Any]] = []
         self._leader: asyncio.Task[None] | None = None
         self.missed = 0  # answers given by the fallback because the deadline passed
+        self._batch_open = False
+        if mode == "inline":
+            event.listen(engine, "commit", self._only_the_batch_commits)
 
     @classmethod
     def for_engine(
@@ -331,14 +340,24 @@ class DeadlineRunner:
                 self._refused("no connection for a webhook")
                 return
             delay = 0.0005
-            batch = self._waiting[:MAX_BATCH]
-            del self._waiting[:MAX_BATCH]
+            batch = self._next_batch()
             if len(batch) == 1:
                 self._alone_inline(conn, batch[0])
             else:
                 self._together_inline(conn, batch)
             # let the requests that arrived meanwhile join the next batch
             await asyncio.sleep(0)
+
+    def _next_batch(self) -> list[_Waiting[Any]]:
+        """Everyone waiting, up to MAX_BATCH; a webhook to be run again alone goes by itself."""
+        if self._waiting[0].alone:
+            return [self._waiting.pop(0)]
+        size = 1
+        while size < min(MAX_BATCH, len(self._waiting)) and not self._waiting[size].alone:
+            size += 1
+        batch = self._waiting[:size]
+        del self._waiting[:size]
+        return batch
 
     def _expire(self) -> None:
         """A webhook still in line at its deadline hears the fallback and never runs; a
@@ -379,20 +398,31 @@ class DeadlineRunner:
         _settle(waiting, value)
 
     def _together_inline(self, conn: Connection, batch: list[_Waiting[Any]]) -> None:
+        transaction = conn.get_transaction()
+        self._batch_open = True
         done: list[tuple[_Waiting[Any], Any, Callable[[], None] | None]] = []
         for waiting in batch:
-            # the webhook's own commit() releases its savepoint, its rollback() undoes only
-            # its own work
-            db = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+            # the webhook's own commit() only flushes into the shared transaction; a rollback
+            # (a webhook that failed) ends it for all: no savepoints, which cost each webhook
+            # more than the commit they share
+            db = Session(bind=conn, join_transaction_mode="rollback_only", expire_on_commit=False)
             try:
                 value, after = waiting.context.run(waiting.work, db, Guard())
+                failed = False
             except Exception:
-                log.exception("a webhook's work failed; the caller hears the apology")
-                _settle(waiting, waiting.fallback())
-                continue
+                failed = True
             finally:
                 db.close()
+            if (
+                failed
+                or transaction is None
+                or conn.get_transaction() is not transaction
+                or not transaction.is_active
+            ):
+                self._again_alone(conn, batch, waiting)
+                return
             done.append((waiting, value, after))
+        self._batch_open = False
         try:
             conn.commit()
         except Exception:
@@ -405,6 +435,31 @@ class DeadlineRunner:
         for waiting, value, after in done:
             _after(waiting, after)
             _settle(waiting, value)
+
+    def _only_the_batch_commits(self, conn: Connection) -> None:
+        """A webhook that rolled back the batch's transaction and then wrote again would
+        commit a transaction of its own while the batch is run again: refused. It fails,
+        and runs again alone, where it may."""
+        if self._batch_open:
+            raise BatchClosed("a webhook in a batch may not commit a transaction of its own")
+
+    def _again_alone(self, conn: Connection, batch: list[_Waiting[Any]], failed: _Waiting[Any]) -> None:
+        """A webhook of the batch gave up its work, and with it the transaction the batch
+        shared: nothing of it is stored, none is answered yet. That webhook runs again
+        first, alone, and the others after it, together again."""
+        self._batch_open = False
+        # rolled back on the driver's connection and closed: after a refused commit the
+        # engine's idea of the transaction may be half-ended while SQLite's is still open
+        # (with the writer lock); a new connection costs little on this rare path
+        try:
+            raw = conn.connection.dbapi_connection
+            if raw is not None:
+                raw.rollback()
+        except Exception:
+            log.debug("rolling back a given-up batch failed", exc_info=True)
+        self._drop()
+        failed.alone = True
+        self._waiting[:0] = [failed, *(waiting for waiting in batch if waiting is not failed)]
 
     def _connection(self) -> Connection:
         """The event loop's own connection, kept between webhooks: only the loop uses it,

@@ -318,6 +318,39 @@ def test_inline_webhooks_waiting_together_are_committed_together_but_the_one_tha
     assert len(commits) == 1  # one COMMIT for the nine
 
 
+def test_in_a_batch_a_webhook_that_raises_or_writes_after_its_rollback_loses_only_its_own_work(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/raises.db"
+    engine = _table(url)
+    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
+    other = sqlite3.connect(f"{tmp_path}/raises.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+
+    def raises(db: Session, guard: Guard) -> tuple[str, None]:
+        db.execute(text("INSERT INTO note (name) VALUES ('raised')"))
+        raise RuntimeError("a fault the webhook does not catch")
+
+    def starts_over(db: Session, guard: Guard) -> tuple[str, None]:
+        # it gives up what it wrote, then writes something else in a new transaction
+        db.execute(text("INSERT INTO note (name) VALUES ('undone')"))
+        db.rollback()
+        db.execute(text("INSERT INTO note (name) VALUES ('again')"))
+        db.commit()
+        return "again", None
+
+    async def main() -> list[str]:
+        asyncio.get_running_loop().call_later(0.1, other.execute, "COMMIT")
+        works = [_writes("a"), raises, _writes("b"), starts_over, _writes("c")]
+        return await asyncio.gather(*(runner.run(work, lambda: "apology") for work in works))
+
+    answers = asyncio.run(main())
+    runner.shutdown()
+
+    assert answers == ["a", "apology", "b", "again", "c"]
+    assert _names(engine) == {"a", "b", "again", "c"}
+
+
 def test_when_a_batch_cannot_commit_every_webhook_in_it_hears_the_apology_and_nothing_is_stored(
     tmp_path: Path,
 ) -> None:
