@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import metrics
 
 ARRIVED = "peerline.arrived"
+BODY = "peerline.body"
 TWILIO_MAX_BYTES = 64 * 1024
 DEFAULT_MAX_BYTES = 1024 * 1024
 
@@ -57,6 +58,8 @@ class BodyLimit:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        # read once: the webhooks take it from here rather than through the replay below
+        scope[BODY] = body
         sent = False
 
         async def replay() -> Message:

@@ -14,6 +14,7 @@ from fastapi import Depends, HTTPException, Request
 from twilio.request_validator import RequestValidator
 
 from app import metrics
+from app.bodylimit import BODY
 from app.context import get_context
 from app.logs import bind_call
 
@@ -33,8 +34,9 @@ async def _form(request: Request) -> dict[str, str]:
     the standard library, several times cheaper than the general multipart parser; any
     other body goes through Starlette's parser as before."""
     if request.headers.get("content-type", "").split(";")[0].strip().lower() == FORM_TYPE:
-        body = (await request.body()).decode("utf-8", "replace")
-        return dict(parse_qsl(body, keep_blank_values=True))
+        read = request.scope.get(BODY)  # app/bodylimit.py has read it already
+        body = read if isinstance(read, bytes) else await request.body()
+        return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     form = await request.form()
     return {key: value for key, value in form.multi_items() if isinstance(value, str)}
 
