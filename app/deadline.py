@@ -9,22 +9,25 @@ to finish, so what the caller hears and what is stored never disagree.
 
 How the work runs depends on the database (`DeadlineRunner.for_engine`):
 
-- SQLite, `SQLITE_SYNCHRONOUS=normal` (**inline**): in the event loop itself. A webhook's
-  work is a millisecond of CPU and a few SQLite calls that never touch the disk's sync,
-  so a thread hop (and a pool of threads fighting the event loop for the GIL) cost more
-  than the work. The loop never waits for a lock: the writer lock is tried without
-  waiting (busy timeout 0), and while another connection holds it the webhooks wait
-  asynchronously and it is tried again, until each one's deadline. Webhooks that are
-  waiting together when the lock is had run together under one COMMIT (a commit writes
-  a page for each index a call row touches: shared, not repeated); if one of them fails
-  and rolls back, the others run again, each alone. The WAL is checkpointed by a thread,
-  so no commit in the loop waits for a checkpoint's fsync.
-- SQLite, `SQLITE_SYNCHRONOUS=full` (**group commit**): every commit waits for an fsync,
-  which must not happen in the loop. One writer thread takes whatever webhooks are
-  waiting, runs each in a SAVEPOINT of one transaction and commits them together: one
-  fsync for many webhooks. Each webhook's work is still committed before its answer
-  goes back, and one that fails rolls back alone, to its savepoint.
+- SQLite (**inline**, `SQLITE_SYNCHRONOUS=normal`): in the event loop itself. A
+  webhook's work is a fraction of a millisecond of CPU and a few SQLite calls, so a
+  thread hop per webhook (and a pool of threads fighting the event loop for the GIL)
+  cost more than the work. The loop never waits for a lock: the writer lock is tried
+  without waiting (busy timeout 0), and while another connection holds it the webhooks
+  wait asynchronously and it is tried again, until each one's deadline. Webhooks waiting
+  together when the lock is had run one after another in one transaction under one
+  COMMIT (a commit writes a page of every index a call row touches: shared, not
+  repeated). A webhook never commits by itself: if one fails or rolls back, the batch's
+  transaction is given up and its webhooks run again, the failing one alone first. The
+  COMMIT runs on a thread of its own while the loop parses the next requests, which
+  form the next batch (the commit's writes release the GIL: the two overlap). A deadline
+  that passes during a commit gets a short grace, then the apology. The WAL is
+  checkpointed by a thread, so no commit waits for a checkpoint's fsync.
+- SQLite, `SQLITE_SYNCHRONOUS=full` (**group**): the same; each COMMIT also waits for
+  its fsync, on that thread, and one fsync serves every webhook of the batch. Each
+  webhook's work is still committed before its answer goes back.
 - PostgreSQL (**threads**): a few threads run one webhook each, one transaction each.
+  (A statement there can wait on a row lock or a hung server: never in the loop.)
 
 Callbacks (call status, conference, recording) are different: nobody listens to their
 answer, and Twilio does not send one again, so a callback that misses its deadline is
@@ -42,7 +45,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -133,6 +136,9 @@ class _Waiting(Generic[T]):
     alone: bool = False
 
 
+_Done = tuple[_Waiting[Any], Any, Callable[[], None] | None]
+
+
 def _settle(waiting: _Waiting[Any], value: Any) -> None:
     if not waiting.future.done():
         waiting.future.set_result(value)
@@ -169,10 +175,12 @@ class DeadlineRunner:
         self.engine = engine
         self.mode = mode
         self.sessions = sessionmaker(engine, expire_on_commit=False)
-        self.batch = MAX_BATCH if mode == "group" else 1
         self._queue: queue.SimpleQueue[_Item[Any] | None] = queue.SimpleQueue()
         self._stopped = threading.Event()
-        self._workers = {"inline": 0, "group": 1, "threads": workers}[mode]
+        self._workers = workers if mode == "threads" else 0
+        # in the loop's modes the COMMIT (and its writes or fsync) runs here, off the loop
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="commit") if mode != "threads" else None
+        self._committing: set[int] = set()  # the webhooks whose COMMIT is under way
         self._threads: list[threading.Thread] = []
         self._starting = threading.Lock()
         self._conn: Connection | None = None
@@ -191,12 +199,13 @@ class DeadlineRunner:
         """The phone line's runner for this database (see the module's docstring)."""
         if engine.dialect.name != "sqlite":
             return cls(engine, mode="threads")
-        if synchronous == "full":
-            return cls(engine, mode="group")
         from app.db import PHONE_LINE_INLINE, make_engine
 
-        inline = make_engine(url, PHONE_LINE_INLINE, synchronous="normal", **engine_kwargs)
-        return cls(inline, mode="inline")
+        full = synchronous == "full"
+        inline = make_engine(
+            url, PHONE_LINE_INLINE, synchronous="full" if full else "normal", **engine_kwargs
+        )
+        return cls(inline, mode="group" if full else "inline")
 
     def _start(self) -> None:
         """The threads start with the first webhook: an app that never answers one (a
@@ -208,7 +217,7 @@ class DeadlineRunner:
                 threading.Thread(target=self._serve, name=f"webhook-{i}", daemon=True)
                 for i in range(self._workers)
             ]
-            if self.mode == "inline":
+            if self.mode != "threads":
                 self._threads.append(
                     threading.Thread(target=self._checkpoint, name="wal-checkpoint", daemon=True)
                 )
@@ -224,7 +233,7 @@ class DeadlineRunner:
         if not self._threads:
             self._start()
         remaining = max(0.05, self.deadline_seconds - (time.monotonic() - started))
-        if self.mode == "inline":
+        if self.mode != "threads":
             return await self._inline(work, fallback, started, remaining, keep)
         # the request's context goes along: its log lines keep the call's request id
         item: _Item[T] = _Item(work, Guard(), contextvars.copy_context())
@@ -258,7 +267,9 @@ class DeadlineRunner:
             self._stopped.set()
         for _ in self._threads:
             self._queue.put(None)
-        if self.mode == "inline":
+        if self._committer is not None:
+            self._committer.shutdown(wait=False)
+        if self.mode != "threads":
             self._drop()
             self.engine.dispose()
 
@@ -304,6 +315,12 @@ class DeadlineRunner:
         its commit, so a webhook not answered yet has not started either."""
         if waiting.future.done():
             return
+        if id(waiting) in self._committing:
+            # its COMMIT is under way: a short grace, so that what the caller hears and
+            # what is stored agree
+            loop = asyncio.get_running_loop()
+            loop.call_later(COMMIT_GRACE_SECONDS, self._commit_outlasted, waiting)
+            return
         if waiting.kept:
             # answered now; it stays in line and is still recorded
             waiting.future.set_result(self._answered_early(waiting.fallback))
@@ -340,11 +357,11 @@ class DeadlineRunner:
                 self._refused("no connection for a webhook")
                 return
             delay = 0.0005
-            batch = self._next_batch()
-            if len(batch) == 1:
-                self._alone_inline(conn, batch[0])
-            else:
-                self._together_inline(conn, batch)
+            done = self._work(conn, self._next_batch())
+            if done is not None and await self._commit(conn, done):
+                for waiting, value, after in done:
+                    _after(waiting, after)
+                    _settle(waiting, value)
             # let the requests that arrived meanwhile join the next batch
             await asyncio.sleep(0)
 
@@ -358,6 +375,16 @@ class DeadlineRunner:
         batch = self._waiting[:size]
         del self._waiting[:size]
         return batch
+
+    def _commit_outlasted(self, waiting: _Waiting[Any]) -> None:
+        if waiting.future.done():
+            return
+        if waiting.kept:
+            waiting.future.set_result(self._answered_early(waiting.fallback))
+            return
+        log.error("a webhook's commit outlasted its grace; the caller hears the apology")
+        self._missed(waiting.started)
+        waiting.future.set_result(waiting.fallback())
 
     def _expire(self) -> None:
         """A webhook still in line at its deadline hears the fallback and never runs; a
@@ -381,76 +408,48 @@ class DeadlineRunner:
             if not each.future.done():
                 each.future.set_result(each.fallback())
 
-    def _alone_inline(self, conn: Connection, waiting: _Waiting[Any]) -> None:
-        try:
-            # the session commits or rolls back the transaction begun by the leader;
-            # closing it leaves the connection clean for the next webhook
-            with Session(bind=conn, join_transaction_mode="control_fully", expire_on_commit=False) as db:
-                value, after = waiting.context.run(waiting.work, db, Guard())
-            if conn.in_transaction():  # begun again after the commit (a read): not kept
-                conn.rollback()
-        except Exception:
-            self._drop()
-            log.exception("a webhook's work failed; the caller hears the apology")
-            _settle(waiting, waiting.fallback())
-            return
-        _after(waiting, after)
-        _settle(waiting, value)
-
-    def _together_inline(self, conn: Connection, batch: list[_Waiting[Any]]) -> None:
+    def _work(self, conn: Connection, batch: list[_Waiting[Any]]) -> list[_Done] | None:
+        """Each webhook's work, in turn, in the transaction begun for the batch; None when
+        the batch has given its transaction up (nothing of it is stored)."""
         transaction = conn.get_transaction()
         self._batch_open = True
-        done: list[tuple[_Waiting[Any], Any, Callable[[], None] | None]] = []
-        for waiting in batch:
-            # the webhook's own commit() only flushes into the shared transaction; a rollback
-            # (a webhook that failed) ends it for all: no savepoints, which cost each webhook
-            # more than the commit they share
-            db = Session(bind=conn, join_transaction_mode="rollback_only", expire_on_commit=False)
-            try:
-                value, after = waiting.context.run(waiting.work, db, Guard())
-                failed = False
-            except Exception:
-                failed = True
-            finally:
-                db.close()
-            if (
-                failed
-                or transaction is None
-                or conn.get_transaction() is not transaction
-                or not transaction.is_active
-            ):
-                self._again_alone(conn, batch, waiting)
-                return
-            done.append((waiting, value, after))
-        self._batch_open = False
+        done: list[_Done] = []
         try:
-            conn.commit()
-        except Exception:
-            self._drop()
-            # nothing of this batch is stored: no webhook of it may say otherwise
-            log.exception("a group commit failed; its webhooks hear the apology")
-            for waiting, _, _ in done:
-                _settle(waiting, waiting.fallback())
-            return
-        for waiting, value, after in done:
-            _after(waiting, after)
-            _settle(waiting, value)
+            for waiting in batch:
+                # the webhook's own commit() only flushes into the shared transaction; its
+                # rollback (a webhook that failed) ends it for all: no savepoints, which cost
+                # each webhook more than the commit they share
+                db = Session(bind=conn, join_transaction_mode="rollback_only", expire_on_commit=False)
+                value: Any = None
+                try:
+                    value, after = waiting.context.run(waiting.work, db, Guard())
+                    failed = False
+                except Exception:
+                    log.exception("a webhook's work failed")
+                    failed = True
+                finally:
+                    db.close()
+                kept = transaction is not None and conn.get_transaction() is transaction
+                if not failed and kept and transaction is not None and transaction.is_active:
+                    done.append((waiting, value, after))
+                    continue
+                self._give_up(conn)
+                if len(batch) == 1:
+                    # alone, its failure is its own: its answer (its own apology) stands
+                    _settle(waiting, waiting.fallback() if failed else value)
+                else:
+                    # that webhook runs again first, alone, and the others after it, together
+                    waiting.alone = True
+                    self._waiting[:0] = [waiting, *(w for w in batch if w is not waiting)]
+                return None
+            return done
+        finally:
+            self._batch_open = False
 
-    def _only_the_batch_commits(self, conn: Connection) -> None:
-        """A webhook that rolled back the batch's transaction and then wrote again would
-        commit a transaction of its own while the batch is run again: refused. It fails,
-        and runs again alone, where it may."""
-        if self._batch_open:
-            raise BatchClosed("a webhook in a batch may not commit a transaction of its own")
-
-    def _again_alone(self, conn: Connection, batch: list[_Waiting[Any]], failed: _Waiting[Any]) -> None:
-        """A webhook of the batch gave up its work, and with it the transaction the batch
-        shared: nothing of it is stored, none is answered yet. That webhook runs again
-        first, alone, and the others after it, together again."""
-        self._batch_open = False
-        # rolled back on the driver's connection and closed: after a refused commit the
-        # engine's idea of the transaction may be half-ended while SQLite's is still open
-        # (with the writer lock); a new connection costs little on this rare path
+    def _give_up(self, conn: Connection) -> None:
+        """Rolled back on the driver's connection, and closed: after a refused commit the
+        engine's idea of the transaction may be half-ended while SQLite's is still open
+        (with the writer lock). A new connection costs little on this rare path."""
         try:
             raw = conn.connection.dbapi_connection
             if raw is not None:
@@ -458,8 +457,30 @@ class DeadlineRunner:
         except Exception:
             log.debug("rolling back a given-up batch failed", exc_info=True)
         self._drop()
-        failed.alone = True
-        self._waiting[:0] = [failed, *(waiting for waiting in batch if waiting is not failed)]
+
+    async def _commit(self, conn: Connection, done: list[_Done]) -> bool:
+        """COMMIT on the committer thread, while the loop goes on with the next requests."""
+        assert self._committer is not None  # the loop's modes have one
+        self._committing = {id(waiting) for waiting, _, _ in done}
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._committer, conn.commit)
+            return True
+        except Exception:
+            self._drop()
+            # nothing of this batch is stored: no webhook of it may say otherwise
+            log.exception("a group commit failed; its webhooks hear the apology")
+            for waiting, _, _ in done:
+                _settle(waiting, waiting.fallback())
+            return False
+        finally:
+            self._committing = set()
+
+    def _only_the_batch_commits(self, conn: Connection) -> None:
+        """A webhook that rolled back the batch's transaction and then wrote again would
+        commit a transaction of its own while the batch is run again: refused. It fails,
+        and runs again alone, where it may."""
+        if self._batch_open:
+            raise BatchClosed("a webhook in a batch may not commit a transaction of its own")
 
     def _connection(self) -> Connection:
         """The event loop's own connection, kept between webhooks: only the loop uses it,
@@ -496,31 +517,17 @@ class DeadlineRunner:
 
     def _serve(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
+            item = self._queue.get()
+            if item is None:
                 return
-            items = [first]
-            while len(items) < self.batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                items.append(more)
-            # a webhook whose answer has already gone back never starts
-            items = [item for item in items if not item.guard.abandoned]
+            if item.guard.abandoned:
+                continue  # its answer has already gone back: it never starts
             try:
-                if len(items) == 1:
-                    self._alone(items[0])
-                elif items:
-                    self._together(items)
+                self._alone(item)
             except BaseException as exc:  # never let the thread die: the phone line has no other
-                log.exception("the phone line's writer failed")
-                for item in items:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
+                log.exception("the phone line's worker failed")
+                if not item.future.done():
+                    item.future.set_exception(exc)
 
     def _alone(self, item: _Item[Any]) -> None:
         """One webhook, one transaction: its work commits itself."""
@@ -531,34 +538,6 @@ class DeadlineRunner:
             item.future.set_exception(exc)
             return
         _finish(item, value, after)
-
-    def _together(self, items: list[_Item[Any]]) -> None:
-        """Group commit: one transaction, a savepoint per webhook, one commit for all."""
-        done: list[tuple[_Item[Any], Any, Callable[[], None] | None]] = []
-        with self.engine.connect() as conn:
-            conn.begin()
-            for item in items:
-                # the webhook's own commit() releases its savepoint; its rollback() undoes
-                # only its own work
-                db = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
-                try:
-                    value, after = item.context.run(item.work, db, item.guard)
-                except BaseException as exc:
-                    item.future.set_exception(exc)
-                    continue
-                finally:
-                    db.close()
-                done.append((item, value, after))
-            try:
-                conn.commit()
-            except Exception as exc:
-                # nothing of this batch is stored: no webhook of it may say otherwise
-                log.exception("a group commit failed; its webhooks hear the apology")
-                for item, _, _ in done:
-                    item.future.set_exception(exc)
-                return
-        for item, value, after in done:
-            _finish(item, value, after)
 
 
 def _finish(item: _Item[Any], value: Any, after: Callable[[], None] | None) -> None:
