@@ -246,7 +246,7 @@ def webhook_step(route: str, path_params: dict[str, Any], known_steps: set[str])
 def request_finished(
     route: str, method: str, status: int, seconds: float, *, webhook_step: str | None
 ) -> None:
-    HTTP_REQUESTS.labels(route=route, method=method, status=f"{status // 100}xx").inc()
+    _child(HTTP_REQUESTS, route, method, f"{status // 100}xx").inc()
     if webhook_step is None:
         return
     state = current_request()
@@ -260,8 +260,21 @@ def request_finished(
         outcome = "client_error"
     else:
         outcome = "ok"
-    WEBHOOK_REQUESTS.labels(step=webhook_step, outcome=outcome).inc()
-    WEBHOOK_SECONDS.labels(step=webhook_step, outcome=outcome).observe(seconds)
+    _child(WEBHOOK_REQUESTS, webhook_step, outcome).inc()
+    _child(WEBHOOK_SECONDS, webhook_step, outcome).observe(seconds)
+
+
+_children: dict[tuple[object, ...], Any] = {}
+
+
+def _child(metric: Counter | Histogram, *labels: str) -> Any:
+    """`metric.labels(*labels)`, remembered: every request looks up the same few children.
+    The labels are templates and closed vocabularies, so the memo stays small."""
+    key = (metric, *labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
 
 
 # ------------------------------------------------------------------ read at scrape time

@@ -6,7 +6,6 @@ which the webhooks would feel.
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSP = (
@@ -21,6 +20,11 @@ HEADERS = {
 }
 
 
+# encoded once: a response's headers are byte pairs, lower-case names
+_EVERY = [(name.lower().encode(), value.encode()) for name, value in HEADERS.items()]
+_CONSOLE = [*_EVERY, (b"content-security-policy", CSP.encode()), (b"cache-control", b"no-store")]
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -33,14 +37,13 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in HEADERS.items():
-                    headers.setdefault(name, value)
-                if console:
-                    # FastAPI's own /docs page loads Swagger UI with inline script: the console
-                    # needs no script at all, so the strict policy is the console's
-                    headers.setdefault("Content-Security-Policy", CSP)
-                    headers.setdefault("Cache-Control", "no-store")
+                # FastAPI's own /docs page loads Swagger UI with inline script: the console
+                # needs no script at all, so the strict policy is the console's
+                added = _CONSOLE if console else _EVERY
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in added if name not in present]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
