@@ -31,13 +31,14 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import phonenumbers
-from sqlalchemy import Dialect, bindparam, case, select
+from sqlalchemy import BindParameter, Dialect, Select, bindparam, case, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.visitors import replacement_traverse
 
 import ivr.flow as flow
 from app.crypto import PhoneVault
@@ -130,8 +131,34 @@ class Prepared:
         return cursor.fetchone()
 
 
-_me, _other = aliased(Participant), aliased(Participant)
-# the caller, their pair and their partner; and whether this call has a row already
+_me, _other, _pair = aliased(Participant), aliased(Participant), aliased(Pair)
+
+
+def _about(expression: Any) -> Any:
+    """One of the services' statements about a pair, asked of the row being read: its
+    parameters for the partner, the caller and the pair become those columns, and each
+    SELECT in it is correlated to them (two levels down, too)."""
+    columns = {"person": _other.id, "partner": _other.id, "me": _me.id, "pair": _pair.id}
+    seen: set[int] = set()
+
+    def replace(element: Any, **_: Any) -> Any:
+        if isinstance(element, BindParameter):
+            return columns.get(element.key)
+        if isinstance(element, Select) and id(element) not in seen:
+            seen.add(id(element))
+            inner = cast(Select[Any], replacement_traverse(element, _OPTIONS, replace))
+            return inner.correlate(_me, _other, _pair)
+        return None
+
+    return replacement_traverse(expression, _OPTIONS, replace)
+
+
+_OPTIONS: dict[str, Any] = {}
+
+
+# the caller, their pair and their partner; whether the partner is on a call and how many
+# of the partner's calls missed the caller since they last talked (the services' own
+# statements, about this row); and whether this call has a row already: one round trip
 _CALLER = (
     select(
         _me.id,
@@ -140,8 +167,8 @@ _CALLER = (
         _me.quiet_hours,
         _me.language,
         _me.status,
-        Pair.id,
-        Pair.ended_at.is_(None),
+        _pair.id,
+        _pair.ended_at.is_(None),
         _other.id,
         _other.name,
         _other.timezone,
@@ -149,21 +176,22 @@ _CALLER = (
         _other.status,
         _other.phone_ciphertext.is_not(None),
         select(Call.id).where(Call.twilio_call_sid == bindparam("sid")).scalar_subquery(),
+        _about(calls.ON_A_CALL),
+        _about(calls.MISSED_SINCE).scalar_subquery(),
     )
     .select_from(_me)
-    .outerjoin(Pair, Pair.id == _me.active_pair_id)
+    .outerjoin(_pair, _pair.id == _me.active_pair_id)
     .outerjoin(
         _other,
         _other.id
         == case(
-            (Pair.participant_a_id == _me.id, Pair.participant_b_id),
-            else_=Pair.participant_a_id,
+            (_pair.participant_a_id == _me.id, _pair.participant_b_id),
+            else_=_pair.participant_a_id,
         ),
     )
     .where(_me.phone_index.in_([bindparam("index"), bindparam("previous")]))
     .limit(1)
 )
-_COUNTS = select(calls.ON_A_CALL, calls.MISSED_SINCE.scalar_subquery())
 # every column of the call's row but its id: written once, with its final values
 _COLUMNS = [column.key for column in Call.__table__.columns if column.key != "id"]
 
@@ -181,7 +209,6 @@ def _insert(dialect: Dialect) -> Executable:
 @dataclasses.dataclass(frozen=True)
 class _Statements:
     caller: Prepared
-    counts: Prepared
     insert: Prepared
 
 
@@ -192,8 +219,7 @@ def _statements(dialect: Dialect) -> _Statements:
     found = _compiled.get(dialect.name)
     if found is None:
         found = _compiled[dialect.name] = _Statements(
-            Prepared(_CALLER, dialect, ("sid", "index", "previous")),
-            Prepared(_COUNTS, dialect, ("person", "after", "exclude", "pair", "me", "partner")),
+            Prepared(_CALLER, dialect, ("sid", "index", "previous", "after", "exclude")),
             Prepared(_insert(dialect), dialect, _COLUMNS),
         )
     return found
@@ -246,11 +272,21 @@ def known_caller(
     cursor = db.connection().connection.cursor()
     try:
         sql = _statements(db.get_bind().dialect)
-        row = sql.caller.run(cursor, {"sid": sid, "index": indexes[0], "previous": indexes[-1]})
+        row = sql.caller.run(
+            cursor,
+            {
+                "sid": sid,
+                "index": indexes[0],
+                "previous": indexes[-1],
+                "after": now - calls.LIVE_AT_MOST,
+                "exclude": -1,  # this call has no row yet
+            },
+        )
         if row is None or row[14] is not None or row[5] != ParticipantStatus.ACTIVE:
             return None  # unknown or withdrawn caller, or a repeated webhook: the general path
         (me_id, me_name, me_zone, me_quiet, me_lang, _, pair_id, pair_open) = row[:8]
         (other_id, other_name, other_zone, other_quiet, other_status, reachable) = row[8:14]
+        on_call, missed = row[15:17]
         me = flow.Person(
             me_id,
             me_name,
@@ -263,17 +299,6 @@ def known_caller(
         elif other_id is None or other_status != ParticipantStatus.ACTIVE or not reachable:
             caller = flow.Caller(me, pair_id)
         else:
-            on_call, missed = sql.counts.run(
-                cursor,
-                {
-                    "person": other_id,
-                    "after": now - calls.LIVE_AT_MOST,
-                    "exclude": -1,  # this call has no row yet
-                    "pair": pair_id,
-                    "me": me_id,
-                    "partner": other_id,
-                },
-            )
             partner = flow.Partner(
                 other_id, other_name, other_zone, _quiet_hours(other_quiet), on_call=bool(on_call)
             )
