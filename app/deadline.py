@@ -61,7 +61,7 @@ T = TypeVar("T")
 # Twilio waits 15 s, the design promises 3 s; leave room for the network and the proxy.
 DEFAULT_DEADLINE_SECONDS = 2.0
 COMMIT_GRACE_SECONDS = 0.4
-# a group commit takes at most this many webhooks: a batch must stay a few milliseconds
+# a batch takes at most this many webhooks: it must stay a few milliseconds
 MAX_BATCH = 32
 # how long a callback's kept work may still wait for the database after its answer
 LATE_SECONDS = 30.0
@@ -104,9 +104,9 @@ class Guard:
             return self._abandoned
 
 
-# A webhook's work: given its session and guard, it decides, records, commits (for a group
-# commit: releases its savepoint) and returns the answer, plus what must happen only once
-# the work is durably committed (REST requests to Twilio), or None.
+# A webhook's work: given its session and guard, it decides, records, commits (in a batch:
+# flushes into the batch's transaction) and returns the answer, plus what must happen only
+# once the work is durably committed (REST requests to Twilio), or None.
 Work = Callable[[Session, Guard], tuple[T, Callable[[], None] | None]]
 
 
@@ -159,9 +159,9 @@ RETRY_MAX_SECONDS = 0.01
 
 
 class DeadlineRunner:
-    """Runs webhooks' work under their deadline: in the event loop (`inline`), on one
-    writer thread committing waiting webhooks together (`group`), or on `workers`
-    threads with one transaction each (`threads`)."""
+    """Runs webhooks' work under their deadline: in the event loop, in batches committed
+    on a thread of their own (`inline`, and `group` with an fsync per commit), or on
+    `workers` threads with one transaction each (`threads`)."""
 
     def __init__(
         self,
@@ -189,7 +189,7 @@ class DeadlineRunner:
         self._leader: asyncio.Task[None] | None = None
         self.missed = 0  # answers given by the fallback because the deadline passed
         self._batch_open = False
-        if mode == "inline":
+        if mode != "threads":
             event.listen(engine, "commit", self._only_the_batch_commits)
 
     @classmethod
@@ -311,8 +311,9 @@ class DeadlineRunner:
             due.cancel()
 
     def _due(self, waiting: _Waiting[Any]) -> None:
-        """The deadline has passed. Nothing in the loop awaits between a webhook's work and
-        its commit, so a webhook not answered yet has not started either."""
+        """The deadline has passed. Nothing awaits between a webhook's work and its COMMIT
+        but the COMMIT itself, so a webhook not answered yet is either still in line (it
+        never runs) or being committed (a short grace)."""
         if waiting.future.done():
             return
         if id(waiting) in self._committing:
@@ -333,10 +334,9 @@ class DeadlineRunner:
         """Take the writer lock for everyone waiting, run their work and commit it together.
 
         While another connection holds the lock, the loop sleeps and tries again, never
-        waiting in SQLite. With the lock, every webhook then waiting runs in turn, each in
-        a savepoint of one transaction, and one COMMIT stores them all: under a surge the
-        commit's writes (a page of each index the call row touches) are shared instead of
-        repeated per webhook. One webhook alone commits its own transaction.
+        waiting in SQLite. With the lock, every webhook then waiting runs in turn in one
+        transaction, and one COMMIT stores them all: under a surge the commit's writes (a
+        page of each index the call row touches) are shared instead of repeated.
         """
         delay = 0.0005
         while self._waiting:
