@@ -12,9 +12,11 @@ import logging
 import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, case, func, or_, select
+from sqlalchemy import Executable, Table, and_, bindparam, case, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 import ivr.flow as flow
@@ -33,7 +35,6 @@ from app.services import reminders
 from app.services.outbound import EndLeg, Outbound, PlacePartnerLeg, RedirectLeg
 from app.services.participants import quiet_hours_of
 from app.services.policy import Policy
-from app.services.upsert import insert_ignore
 from app.twilio.forms import ConferenceCallback, Recording, StatusCallback
 from ivr.vocab import (
     TERMINAL,
@@ -74,19 +75,26 @@ def open_call(
     kind: CallKind = CallKind.PEER,
     caller_index: str | None = None,
 ) -> Call:
-    """The call's row, created on first sight; a repeated webhook finds the same row."""
+    """The call's row, created on first sight; a repeated webhook finds the same row.
+
+    Most requests about a call come after its first: the row is looked for (and locked)
+    first, and inserted only when it is not there. Two first sights at once both insert;
+    the unique SID lets one through and both then read that row.
+    """
+    call = db.scalar(_FIND_CALL, {"sid": sid})
+    if call is not None:
+        return call
     values: dict[str, Any] = {
         "twilio_call_sid": sid,
         "kind": kind,
         "started_at": now,
+        "caller_index": caller_index,
         "outcome": Outcome.IN_PROGRESS,
         "id_tries": 0,
         "caller_stepped_out": 0,
         "partner_stepped_out": 0,
     }
-    if caller_index is not None:
-        values["caller_index"] = caller_index
-    insert_ignore(db, Call, values, ["twilio_call_sid"])
+    db.connection().execute(_insert_ignore(db, _NEW_CALL), values)
     call = db.scalar(_FIND_CALL, {"sid": sid})
     assert call is not None
     return call
@@ -196,7 +204,59 @@ _FAILURES = select(func.count(KeyedIdFailure.id)).where(
     KeyedIdFailure.caller_index == bindparam("caller"),
     KeyedIdFailure.at > bindparam("after", type_=UTCDateTime()),
 )
-_EVENTS = select(ConferenceEvent).where(ConferenceEvent.call_id == bindparam("call"))
+_CALLS = cast(Table, Call.__table__)
+# the room changes kept for a call, read as plain rows (talk time is counted from them)
+_EVENTS = select(
+    ConferenceEvent.event,
+    ConferenceEvent.conference_sid,
+    ConferenceEvent.participant_sid,
+    ConferenceEvent.at,
+    ConferenceEvent.sequence_number,
+).where(ConferenceEvent.call_id == bindparam("call"))
+
+
+# ---------------------------------------------------------------- INSERT ... ON CONFLICT DO NOTHING
+#
+# Built once per dialect with a parameter for every column (app/services/upsert.py builds
+# its statement anew for each row): callbacks repeat, and these run on most of them.
+
+
+class _Upsert:
+    def __init__(self, table: Any, columns: list[str], keys: list[str]) -> None:
+        self.by_dialect: dict[str, Executable] = {}
+        for name, builder in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert)):
+            self.by_dialect[name] = (
+                builder(table)
+                .values({column: bindparam(column) for column in columns})
+                .on_conflict_do_nothing(index_elements=keys)
+            )
+
+
+def _insert_ignore(db: Session, upsert: _Upsert) -> Executable:
+    return upsert.by_dialect[db.get_bind().dialect.name]
+
+
+_NEW_CALL = _Upsert(
+    Call.__table__,
+    [
+        "twilio_call_sid",
+        "kind",
+        "started_at",
+        "caller_index",
+        "outcome",
+        "id_tries",
+        "caller_stepped_out",
+        "partner_stepped_out",
+    ],
+    ["twilio_call_sid"],
+)
+_EVENT_KEY = ["call_id", "conference_sid", "participant_sid", "event", "at"]
+_NEW_EVENT = _Upsert(ConferenceEvent.__table__, [*_EVENT_KEY, "sequence_number", "received_at"], _EVENT_KEY)
+_NEW_MESSAGE = _Upsert(
+    CareTeamMessage.__table__,
+    ["recording_sid", "participant_id", "call_id", "recording_url", "duration_seconds", "received_at"],
+    ["recording_sid"],
+)
 
 
 def _missed(db: Session, pair: Pair, me: int, partner: int) -> int:
@@ -334,8 +394,10 @@ def refresh_outcome(db: Session, call: Call, policy: Policy, *, now: datetime, r
 def _refresh_bridged(db: Session, call: Call, policy: Policy, *, recount: bool) -> None:
     if recount or call.talk_seconds is None:
         changes = [
-            flow.RoomChange(e.event, e.conference_sid, e.participant_sid or None, e.at, e.sequence_number)
-            for e in db.scalars(_EVENTS, {"call": call.id})
+            flow.RoomChange(event, conference_sid, participant_sid or None, at, sequence)
+            for event, conference_sid, participant_sid, at, sequence in db.connection().execute(
+                _EVENTS, {"call": call.id}
+            )
         ]
         call.talk_seconds = flow.talk_time(
             changes,
@@ -372,6 +434,8 @@ def apply_status(db: Session, callback: StatusCallback, *, now: datetime, policy
     if sid is None or status is None:
         return []
     at = callback.timestamp or now
+    if callback.room is None and callback.parent_call_sid is None and _progressed(db, callback, at):
+        return []
     seconds = callback.call_duration
     call: Call | None
     if callback.room is not None:
@@ -420,6 +484,39 @@ def apply_status(db: Session, callback: StatusCallback, *, now: datetime, policy
     return outbound
 
 
+def _progressed(db: Session, callback: StatusCallback, at: datetime) -> bool:
+    """A call's own leg moved forward but has not ended, and no partner was rung for it:
+    the status (and when it was answered) is all that changes. One UPDATE, which finds
+    nothing to change for a repeat, a callback that came after a later one, a call not
+    seen yet, or a bridged call: those take the whole way (apply_status)."""
+    status = callback.call_status
+    if status is None or status.is_terminal or callback.call_sid is None:
+        return False
+    done = db.connection().execute(
+        _progress_statement(status),
+        {"sid": callback.call_sid, "status": status, "sequence": callback.sequence_number, "at": at},
+    )
+    return bool(done.rowcount == 1)
+
+
+@cache
+def _progress_statement(status: CallStatus) -> Executable:
+    table = _CALLS.c
+    behind = [s for s in CallStatus if s.rank < status.rank]
+    values: dict[str, Any] = {"status": bindparam("status"), "status_sequence": bindparam("sequence")}
+    if status in (CallStatus.IN_PROGRESS, CallStatus.ANSWERED):
+        values["answered_at"] = func.coalesce(table.answered_at, bindparam("at", type_=UTCDateTime()))
+    return (
+        update(_CALLS)
+        .where(
+            table.twilio_call_sid == bindparam("sid"),
+            table.bridged_at.is_(None),
+            or_(table.status.is_(None), table.status.in_(behind)),
+        )
+        .values(values)
+    )
+
+
 def apply_conference(db: Session, callback: ConferenceCallback, *, now: datetime, policy: Policy) -> None:
     """Keep a conference callback as it came (once), then recount the talk time."""
     if callback.room is None or callback.event is None:
@@ -428,9 +525,8 @@ def apply_conference(db: Session, callback: ConferenceCallback, *, now: datetime
     if call is None:
         log.info("conference callback for a room no call has")
         return
-    insert_ignore(
-        db,
-        ConferenceEvent,
+    db.connection().execute(
+        _insert_ignore(db, _NEW_EVENT),
         {
             "call_id": call.id,
             "conference_sid": callback.conference_sid or "",
@@ -440,7 +536,6 @@ def apply_conference(db: Session, callback: ConferenceCallback, *, now: datetime
             "sequence_number": callback.sequence_number,
             "received_at": now,
         },
-        ["call_id", "conference_sid", "participant_sid", "event", "at"],
     )
     refresh_outcome(db, call, policy, now=now)
 
@@ -456,9 +551,8 @@ def record_message(db: Session, recording: Recording | None, *, now: datetime) -
         call = db.scalar(select(Call).where(Call.partner_call_sid == recording.call_sid))
         participant_id = call.callee_id if call else None
     duration = recording.duration_seconds
-    insert_ignore(
-        db,
-        CareTeamMessage,
+    db.connection().execute(
+        _insert_ignore(db, _NEW_MESSAGE),
         {
             "recording_sid": recording.recording_sid,
             "participant_id": participant_id,
@@ -467,7 +561,6 @@ def record_message(db: Session, recording: Recording | None, *, now: datetime) -
             "duration_seconds": duration,
             "received_at": now,
         },
-        ["recording_sid"],
     )
     message = db.scalar(
         select(CareTeamMessage).where(CareTeamMessage.recording_sid == recording.recording_sid)
