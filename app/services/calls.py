@@ -100,6 +100,30 @@ def open_call(
     return call
 
 
+def new_reminder_call(
+    db: Session, sid: str, *, now: datetime, reminder_id: int, pair_id: int, participant_id: int
+) -> bool:
+    """The row of a reminder call the sweep has just placed, made whole in one INSERT.
+    False when a status callback came first and made the row: the caller fills it in."""
+    made = db.connection().execute(
+        _insert_ignore(db, _NEW_REMINDER_CALL),
+        {
+            "twilio_call_sid": sid,
+            "kind": CallKind.REMINDER,
+            "started_at": now,
+            "caller_index": None,
+            "outcome": Outcome.IN_PROGRESS,
+            "id_tries": 0,
+            "caller_stepped_out": 0,
+            "partner_stepped_out": 0,
+            "reminder_id": reminder_id,
+            "pair_id": pair_id,
+            "initiator_id": participant_id,
+        },
+    )
+    return bool(made.rowcount == 1)
+
+
 def find_call(db: Session, sid: str) -> Call | None:
     return db.scalar(_FIND_CALL, {"sid": sid})
 
@@ -223,6 +247,7 @@ _EVENTS = select(
 
 class _Upsert:
     def __init__(self, table: Any, columns: list[str], keys: list[str]) -> None:
+        self.columns = columns
         self.by_dialect: dict[str, Executable] = {}
         for name, builder in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert)):
             self.by_dialect[name] = (
@@ -248,6 +273,11 @@ _NEW_CALL = _Upsert(
         "caller_stepped_out",
         "partner_stepped_out",
     ],
+    ["twilio_call_sid"],
+)
+_NEW_REMINDER_CALL = _Upsert(
+    Call.__table__,
+    [*_NEW_CALL.columns, "reminder_id", "pair_id", "initiator_id"],
     ["twilio_call_sid"],
 )
 _EVENT_KEY = ["call_id", "conference_sid", "participant_sid", "event", "at"]
