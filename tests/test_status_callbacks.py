@@ -241,3 +241,26 @@ def test_a_call_that_was_never_bridged_moves_forward_only_and_is_answered_once(
     call = programme.call(sid)
     assert (call.status, call.ended_at, call.outcome) == ("completed", T0 + timedelta(seconds=40), "failed")
     assert len(programme.rows(Call)) == 1
+
+
+def test_the_partners_leg_moves_forward_only_and_a_leg_not_of_the_room_changes_nothing(
+    phone: Telephone, programme: Programme, ana_and_bea: Pairing
+) -> None:
+    """Progress callbacks of the partner's leg (one UPDATE each, calls._partner_progressed)."""
+    room, child = _start(phone, programme, "CApartner")
+    status = f"/twilio/status?room={room}"
+    assert programme.call("CApartner").partner_call_sid == child
+
+    def send(sid: str, state: str, seq: int) -> None:
+        phone.post(
+            status, {"CallSid": sid, "CallStatus": state, "SequenceNumber": str(seq), "Timestamp": stamp(seq)}
+        )
+
+    send(child, "ringing", 1)
+    assert programme.call("CApartner").partner_status == "ringing"
+    send(child, "in-progress", 2)
+    send(child, "ringing", 1)  # late
+    send(child, "in-progress", 2)  # a repeat
+    send("CAsomeoneelse", "in-progress", 3)  # not this room's leg
+    call = programme.call("CApartner")
+    assert (call.partner_status, call.partner_call_sid, call.outcome) == ("in-progress", child, "in_progress")
