@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, bindparam, select, update
+from sqlalchemy import CursorResult, Executable, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.crypto import PhoneVault
@@ -275,11 +275,25 @@ _PARTNER_REMINDER_LIVE = select(Reminder.id).where(
 _BUSY = select(_PARTNER_REMINDER_LIVE.exists(), calls.ON_A_CALL)
 
 
-def _set(db: Session, reminder_id: int, now: datetime, **values: Any) -> None:
+def _set(db: Session, reminder_id: int, now: datetime, what: Executable, **values: Any) -> None:
     """What became of a claimed reminder, written past the session (it holds no copy of it)."""
-    db.connection().execute(
-        update(Reminder).where(Reminder.id == reminder_id).values(updated_at=now, **values)
+    db.connection().execute(what, {"b_id": reminder_id, "b_now": now, **values})
+
+
+def _reminder_update(**values: Any) -> Executable:
+    """Built once: building an UPDATE for each reminder cost more than running it."""
+    return (
+        update(Reminder)
+        .where(Reminder.id == bindparam("b_id"))
+        .values(updated_at=bindparam("b_now"), **values)
     )
+
+
+_CANCELLED = _reminder_update(state=ReminderState.CANCELLED)
+_DEFERRED = _reminder_update(next_attempt_at=bindparam("b_at"))
+_FAILED = _reminder_update(state=ReminderState.FAILED, last_error=bindparam("b_error"))
+_CLAIMED = _reminder_update(state=ReminderState.PLACING, attempts=Reminder.attempts + 1)
+_CALLING = _reminder_update(state=ReminderState.CALLING, call_sid=bindparam("b_sid"), last_error=None)
 
 
 def claim_next(
@@ -311,7 +325,7 @@ def claim_next(
                 policy.reminder_trigger == "attempt" and reminders.attempted_since(db, pair_id, period_start)
             )
         ):
-            _set(db, reminder_id, now, state=ReminderState.CANCELLED)
+            _set(db, reminder_id, now, _CANCELLED)
             report.cancelled += 1
             continue
         partner = pair.participant_b_id if participant_id == pair.participant_a_id else pair.participant_a_id
@@ -328,25 +342,19 @@ def claim_next(
         if partner_live or on_a_call:
             # never while the first partner's reminder call (or any other call of theirs) is
             # live: "press 1 to talk now" there must not ring a line busy with its own reminder
-            _set(db, reminder_id, now, next_attempt_at=now + STAGGER)
+            _set(db, reminder_id, now, _DEFERRED, b_at=now + STAGGER)
             report.deferred += 1
             continue
         ring_at = policy_rules.next_call_time(now, tz, policy.reminder_window, _quiet_hours(quiet))
         if ring_at is None:
-            _set(
-                db,
-                reminder_id,
-                now,
-                state=ReminderState.FAILED,
-                last_error="no allowed hours outside quiet hours",
-            )
+            _set(db, reminder_id, now, _FAILED, b_error="no allowed hours outside quiet hours")
             report.failed += 1
             continue
         if ring_at > now:
-            _set(db, reminder_id, now, next_attempt_at=ring_at)
+            _set(db, reminder_id, now, _DEFERRED, b_at=ring_at)
             report.deferred += 1
             continue
-        _set(db, reminder_id, now, state=ReminderState.PLACING, attempts=Reminder.attempts + 1)
+        _set(db, reminder_id, now, _CLAIMED)
         return Placement(reminder_id, person_id, pair_id, phone)
 
 
@@ -371,9 +379,7 @@ def _record_placement(
 ) -> bool:
     """Write down what Twilio said. Returns True when the sweep should stop placing calls."""
     if isinstance(result, Placed):
-        _set(
-            db, placement.reminder_id, now, state=ReminderState.CALLING, call_sid=result.sid, last_error=None
-        )
+        _set(db, placement.reminder_id, now, _CALLING, b_sid=result.sid)
         report.placed += 1
         made = calls.new_reminder_call(
             db,
