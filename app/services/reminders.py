@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.models import AttentionFlag, Call, Pair, Participant, Reminder
@@ -76,31 +76,49 @@ def contact_made(db: Session, pair: Pair, at: datetime, *, policy: Policy) -> No
 
 
 def reminder_call_ended(db: Session, call: Call, *, now: datetime) -> None:
-    """The reminder call is over: answered, or try again later, or give up. Idempotent."""
-    reminder = _reminder_of(db, call)
-    if (
-        reminder is None
-        or reminder.state != ReminderState.CALLING
-        or reminder.call_sid != call.twilio_call_sid
-    ):
+    """The reminder call is over: answered, or try again later, or give up. Idempotent.
+
+    Every callback that comes after the call's end asks again: the reminder is read
+    (and locked) as plain columns, and written only the first time (Core, past the
+    session, which holds no reminder here).
+    """
+    conn = db.connection()
+    if call.reminder_id is not None:
+        found = conn.execute(_REMINDER_BY_ID, {"b_id": call.reminder_id}).first()
+    else:
+        found = conn.execute(_REMINDER_BY_SID, {"b_sid": call.twilio_call_sid}).first()
+    if found is None:
         return
-    reminder.updated_at = now
-    reminder.state, retry_at = policy_rules.after_call(
+    reminder_id, state, call_sid, attempts = found
+    if state != ReminderState.CALLING or call_sid != call.twilio_call_sid:
+        return
+    new_state, retry_at = policy_rules.after_call(
         call.status or CallStatus.FAILED,
         # the reminded person's own phone: a machine on the partner's leg, after they
         # pressed 1 to be put through, means the reminder itself was heard by a person
         heard_by_machine=call.end_reason == EndReason.ANSWERING_MACHINE and call.bridged_at is None,
-        attempts=reminder.attempts,
+        attempts=attempts,
         now=now,
     )
-    if retry_at is not None:
-        reminder.next_attempt_at = retry_at
+    if retry_at is None:
+        conn.execute(_REMINDER_ENDED, {"b_id": reminder_id, "b_state": new_state, "b_now": now})
+    else:
+        conn.execute(
+            _REMINDER_RETRIED, {"b_id": reminder_id, "b_state": new_state, "b_now": now, "b_at": retry_at}
+        )
 
 
-def _reminder_of(db: Session, call: Call) -> Reminder | None:
-    if call.reminder_id is not None:
-        return db.get(Reminder, call.reminder_id, with_for_update=True)
-    return db.scalar(select(Reminder).where(Reminder.call_sid == call.twilio_call_sid).with_for_update())
+_REMINDER_COLUMNS = (Reminder.id, Reminder.state, Reminder.call_sid, Reminder.attempts)
+_REMINDER_BY_ID = select(*_REMINDER_COLUMNS).where(Reminder.id == bindparam("b_id")).with_for_update()
+_REMINDER_BY_SID = (
+    select(*_REMINDER_COLUMNS).where(Reminder.call_sid == bindparam("b_sid")).limit(1).with_for_update()
+)
+_REMINDER_ENDED = (
+    update(Reminder)
+    .where(Reminder.id == bindparam("b_id"))
+    .values(state=bindparam("b_state"), updated_at=bindparam("b_now"))
+)
+_REMINDER_RETRIED = _REMINDER_ENDED.values(next_attempt_at=bindparam("b_at"))
 
 
 # ---------------------------------------------------------------- phase 1: schedule
