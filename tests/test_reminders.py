@@ -693,7 +693,7 @@ def test_a_sweep_has_one_reminder_claimed_and_not_recorded_at_a_time(
         programme_number=PROGRAMME_NUMBER,
     )
     # one partner of each pair now; the other waits while that call is live
-    assert (report.placed, report.deferred) == (3, 3)
+    assert (report.scheduled, report.placed, report.deferred) == (6, 3, 3)
     assert [s.get("placing", 0) for s in watched.seen] == [1, 1, 1]
     assert [s.get("calling", 0) for s in watched.seen] == [0, 1, 2]
     assert len(fake_twilio.calls) == 3

@@ -15,14 +15,15 @@ Placing the calls is the sweep's part: app/services/sweep.py.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import Executable, and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.models import AttentionFlag, Call, Pair, Participant, Reminder
 from app.services.engagement import REMINDER_BRIDGED
 from app.services.policy import Policy
-from app.services.upsert import insert_ignore_many
 from ivr import reminders as policy_rules
 from ivr.vocab import CallKind, CallStatus, EndReason, ParticipantStatus, ReminderState
 
@@ -191,10 +192,7 @@ def schedule(db: Session, now: datetime, policy: Policy) -> tuple[int, int]:
         if period.is_second_in_a_row:
             second_periods[pair.id] = period.start
         pair.next_reminder_at = period.start + policy.contact_period
-    created = sum(
-        insert_ignore_many(db, Reminder, rows[i : i + 500], ["participant_id", "period_start"])
-        for i in range(0, len(rows), 500)
-    )
+    created = _insert_new(db, _NEW_REMINDERS, rows)
     flagged = (
         _flag(db, {p.id: p for p in due if p.id in second_periods}, second_periods, now)
         if second_periods
@@ -242,7 +240,46 @@ def _flag(db: Session, pairs: dict[int, Pair], periods: dict[int, datetime], now
         }
         for pair in todo
     ]
-    return sum(
-        insert_ignore_many(db, AttentionFlag, rows[i : i + 500], ["pair_id", "period_start"])
-        for i in range(0, len(rows), 500)
-    )
+    return _insert_new(db, _NEW_FLAGS, rows)
+
+
+class _Upsert:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once for each dialect: a
+    statement built for each sweep's rows (upsert.insert_ignore_many) cost more to build
+    than to run."""
+
+    def __init__(self, table: Any, columns: list[str], keys: list[str]) -> None:
+        self.by_dialect: dict[str, Executable] = {
+            name: builder(table)
+            .values({column: bindparam(column) for column in columns})
+            .on_conflict_do_nothing(index_elements=keys)
+            .returning(table.c.id)
+            for name, builder in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+        }
+
+
+def _insert_new(db: Session, upsert: _Upsert, rows: list[dict[str, object]]) -> int:
+    """Insert the rows that are not there yet (one statement for many rows); how many were new."""
+    if not rows:
+        return 0
+    statement = upsert.by_dialect[db.get_bind().dialect.name]
+    return len(db.connection().execute(statement, rows).all())
+
+
+_NEW_REMINDERS = _Upsert(
+    Reminder.__table__,
+    [
+        "participant_id",
+        "pair_id",
+        "period_start",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
+    ],
+    ["participant_id", "period_start"],
+)
+_NEW_FLAGS = _Upsert(
+    AttentionFlag.__table__, ["pair_id", "period_start", "reason", "raised_at"], ["pair_id", "period_start"]
+)
