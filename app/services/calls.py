@@ -556,6 +556,8 @@ def _progressed(db: Session, callback: StatusCallback, at: datetime) -> bool:
     return bool(done.rowcount == 1)
 
 
+# The statuses behind this one are written out (`status = 'queued' OR ...`), not as
+# `IN (...)`: a list is expanded into the SQL again at every execution.
 @cache
 def _progress_statement(status: CallStatus) -> Executable:
     table = _CALLS.c
@@ -568,7 +570,7 @@ def _progress_statement(status: CallStatus) -> Executable:
         .where(
             table.twilio_call_sid == bindparam("sid"),
             table.bridged_at.is_(None),
-            or_(table.status.is_(None), table.status.in_(behind)),
+            or_(table.status.is_(None), *(table.status == earlier for earlier in behind)),
         )
         .values(values)
     )
@@ -601,7 +603,7 @@ def _partner_progress_statement(status: CallStatus) -> Executable:
         .where(
             table.room == bindparam("leg_room"),
             table.partner_call_sid == bindparam("sid"),
-            or_(table.partner_status.is_(None), table.partner_status.in_(behind)),
+            or_(table.partner_status.is_(None), *(table.partner_status == earlier for earlier in behind)),
         )
         .values(partner_status=bindparam("leg_status"))
     )

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, bindparam, select, update
+from sqlalchemy import CursorResult, Executable, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.crypto import PhoneVault
@@ -270,7 +270,7 @@ _PAIR = (
 _PARTNER_REMINDER_LIVE = select(Reminder.id).where(
     Reminder.pair_id == bindparam("pair"),
     Reminder.participant_id == bindparam("partner"),
-    Reminder.state.in_([ReminderState.PLACING, ReminderState.CALLING]),
+    or_(Reminder.state == ReminderState.PLACING, Reminder.state == ReminderState.CALLING),
 )
 _BUSY = select(_PARTNER_REMINDER_LIVE.exists(), calls.ON_A_CALL)
 
