@@ -8,10 +8,12 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from app.models import Call, Reminder
+from app.models import Call, Participant, Reminder
 from app.services import calls
+from app.services.outbound import PlacePartnerLeg
 from app.simulator.telephone import Scripted, Telephone
 from app.twilio.dialer import Dialer, dialer_for
+from app.twilio.rest import CallPlacer
 from ivr import prompts
 from ivr.vocab import CallKind, CallStatus, EndReason, Outcome, ReminderState
 from tests.conftest import ANA, PUBLIC_BASE_URL, FakeClock, Programme
@@ -184,3 +186,93 @@ def test_a_message_exists_only_once_its_recording_is_complete(
     )
     (message,) = programme.rows(CareTeamMessage)
     assert (message.participant_id, message.duration_seconds) == (ana_and_bea[0], 14)
+
+
+# ---------------------------------------------------------------- the dialer's partner leg
+
+
+def _waiting_call(
+    programme: Programme, clock: FakeClock, sid: str, pairing: Pairing, **values: object
+) -> int:
+    """Ana is in the room; Bea's leg is asked for (`queued`) and not placed yet."""
+    ana, bea, pair = pairing
+    room = f"room-{sid.lower()}"
+    _call(
+        programme,
+        clock,
+        sid,
+        initiator_id=ana,
+        callee_id=bea,
+        pair_id=pair,
+        room=room,
+        bridged_at=clock(),
+        talk_seconds=0,
+        partner_status=CallStatus.QUEUED,
+        **values,
+    )
+    return programme.call(sid).id
+
+
+def test_the_dialer_rings_no_partner_for_a_caller_who_has_gone_or_a_number_that_was_removed(
+    app: FastAPI, phone: Telephone, programme: Programme, clock: FakeClock, ana_and_bea: Pairing
+) -> None:
+    _, bea, _ = ana_and_bea
+    dialer = dialer_for(app)
+    gone = _waiting_call(
+        programme, clock, "CAgone", ana_and_bea, status=CallStatus.COMPLETED, ended_at=clock()
+    )
+    dialer.submit([PlacePartnerLeg(gone, bea, "room-cagone")])
+    assert dialer.wait_idle(10)
+    assert programme.call("CAgone").partner_status == CallStatus.CANCELED
+    assert phone.fake.calls == []
+
+    removed = _waiting_call(programme, clock, "CAremoved", ana_and_bea, status=CallStatus.IN_PROGRESS)
+    with programme.session() as db:
+        person = db.get(Participant, bea)
+        assert person is not None
+        person.phone_ciphertext, person.phone_index = None, None
+        db.commit()
+    dialer.submit([PlacePartnerLeg(removed, bea, "room-caremoved")])
+    assert dialer.wait_idle(10)
+    call = programme.call("CAremoved")
+    assert (call.partner_status, call.end_reason) == (CallStatus.FAILED, EndReason.PARTNER_LEG_NOT_PLACED)
+    assert phone.fake.calls == []
+
+
+def test_a_partner_leg_placed_after_the_caller_hung_up_is_recorded_and_ended(
+    app: FastAPI, phone: Telephone, programme: Programme, clock: FakeClock, ana_and_bea: Pairing
+) -> None:
+    """The caller hangs up while Twilio places the partner's leg: the leg is the call's, and
+    the dialer ends it at once."""
+    _, bea, _ = ana_and_bea
+    dialer = dialer_for(app)
+    call_id = _waiting_call(programme, clock, "CAlate", ana_and_bea, status=CallStatus.IN_PROGRESS)
+    found = dialer.client
+    assert found is not None
+    client: CallPlacer = found
+
+    class HangsUpMeanwhile:
+        @property
+        def calls(self) -> HangsUpMeanwhile:
+            return self
+
+        def __call__(self, sid: str) -> object:
+            return client.calls(sid)
+
+        def create(self, **options: object) -> object:
+            with programme.session() as db:
+                call = db.get(Call, call_id)
+                assert call is not None
+                call.status, call.ended_at = CallStatus.COMPLETED, clock()
+                db.commit()
+            return client.calls.create(**options)
+
+    dialer.client = HangsUpMeanwhile()
+    try:
+        dialer.submit([PlacePartnerLeg(call_id, bea, "room-calate")])
+        assert dialer.wait_idle(10)
+    finally:
+        dialer.client = client
+    (placed,) = phone.fake.calls
+    assert programme.call("CAlate").partner_call_sid == placed.sid
+    assert (placed.sid, CallStatus.CANCELED) in phone.fake.changes

@@ -8,6 +8,7 @@ import pytest
 from twilio.base.exceptions import TwilioRestException
 
 from app.settings import Settings
+from app.simulator import switchboard
 from app.simulator.fake_twilio import FakeTwilio
 from app.simulator.telephone import Scripted, Telephone
 from app.twilio import rest
@@ -155,3 +156,22 @@ def test_a_live_leg_is_moved_and_ended_by_the_rest_api_while_a_telephone_plays_i
     ((sid, url),) = phone.fake.changes
     assert sid == record.sid and "/twilio/voice/partner-gone?room=room-" in url
     assert "Your partner has hung up." in ana.heard
+
+
+def test_a_leg_placed_before_its_room_is_read_waits_for_it_a_while_and_no_longer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In-process, the partner's leg is placed before the caller's telephone has read the
+    room's name: the switchboard keeps it for that room, PARK_SECONDS at most, with no
+    thread of its own when it has nowhere else to ring."""
+    board = switchboard.Switchboard()
+    taken: list[object] = []
+    board.place("https://example.org/twilio/voice/whisper?room=room-a", "leg-a", None)
+    board.wait_in("room-a", taken.append)
+    assert taken == ["leg-a"] and board.parked == {}
+
+    monkeypatch.setattr(switchboard, "PARK_SECONDS", 0.0)
+    board = switchboard.Switchboard()
+    board.place("https://example.org/twilio/voice/whisper?room=room-b", "leg-b", None)
+    board.wait_in("room-b", taken.append)  # too late: the leg was given up
+    assert taken == ["leg-a"] and board.parked == {} and not board.stale

@@ -645,3 +645,59 @@ def test_a_recording_is_fetched_with_the_accounts_credentials(
     assert rest.fetch_recording(fake, closed) == rest.RecordingUnavailable(
         "could not fetch the recording from Twilio"
     )
+
+
+class _Watched:
+    """The SDK client, and what the database said each time a call was asked for."""
+
+    def __init__(self, client: rest.CallPlacer, programme: Programme) -> None:
+        self.client = client
+        self.programme = programme
+        self.seen: list[dict[str, int]] = []
+
+    @property
+    def calls(self) -> _Watched:
+        return self
+
+    def __call__(self, sid: str) -> object:
+        return self.client.calls(sid)
+
+    def create(self, **options: object) -> object:
+        states: dict[str, int] = {}
+        for reminder in self.programme.rows(Reminder):
+            states[reminder.state] = states.get(reminder.state, 0) + 1
+        self.seen.append(states)
+        return self.client.calls.create(**options)
+
+
+def test_a_sweep_has_one_reminder_claimed_and_not_recorded_at_a_time(
+    sweeper: Sweeper, fake_twilio: FakeTwilio, programme: Programme, clock: FakeClock
+) -> None:
+    """The record of one call and the claim of the next share a transaction: when Twilio
+    is asked for a call, that one reminder is `placing`, the ones before it are recorded."""
+    clock.advance(days=-8)
+    for n in range(3):
+        a = programme.enrol(f"A{n}", f"+1617555{101 + 2 * n:04d}", tz="America/New_York")
+        b = programme.enrol(f"B{n}", f"+1617555{102 + 2 * n:04d}", tz="America/New_York")
+        programme.pair(a, b)
+    clock.advance(days=8)
+    ctx = sweeper.app.state.context
+    watched = _Watched(make_twilio_client(sweeper.settings), programme)
+    report = sweep.sweep(
+        sweeper.app.state.sessionmaker,
+        ctx.vault,
+        watched,
+        now=clock(),
+        policy=ctx.policy,
+        urls=Urls(PUBLIC_BASE_URL),
+        programme_number=PROGRAMME_NUMBER,
+    )
+    # one partner of each pair now; the other waits while that call is live
+    assert (report.scheduled, report.placed, report.deferred) == (6, 3, 3)
+    assert [s.get("placing", 0) for s in watched.seen] == [1, 1, 1]
+    assert [s.get("calling", 0) for s in watched.seen] == [0, 1, 2]
+    assert len(fake_twilio.calls) == 3
+    assert sorted(r.state for r in programme.rows(Reminder)) == ["calling"] * 3 + ["pending"] * 3
+    assert {
+        (c.kind, c.reminder_id is not None, c.initiator_id is not None) for c in programme.rows(Call)
+    } == {("reminder", True, True)}

@@ -211,3 +211,56 @@ def test_a_caller_who_hangs_up_before_the_bridge_is_not_a_missed_attempt(
     phone.post("/twilio/voice", {"CallSid": "CAquit", "From": "anonymous"})
     phone.post("/twilio/status", {"CallSid": "CAquit", "CallStatus": "completed", "CallDuration": "9"})
     assert programme.call("CAquit").outcome == "failed"
+
+
+def test_a_call_that_was_never_bridged_moves_forward_only_and_is_answered_once(
+    phone: Telephone, programme: Programme
+) -> None:
+    """Progress callbacks of a call's own leg (one UPDATE each, calls._progressed): a first
+    sight makes the row, a repeat or a late one changes nothing, the first answer stays."""
+    sid = "CAprogress"
+
+    def send(status: str, seq: int, seconds: int) -> None:
+        form = {"CallSid": sid, "CallStatus": status, "SequenceNumber": str(seq), "Timestamp": stamp(seconds)}
+        phone.post("/twilio/status", form)
+
+    send("ringing", 1, 1)  # first sight: the row is made
+    assert (programme.call(sid).status, programme.call(sid).answered_at) == ("ringing", None)
+    send("in-progress", 2, 10)
+    send("in-progress", 2, 10)  # a repeat
+    send("answered", 3, 20)  # the same rank later: the first answer stands
+    send("initiated", 0, 0)  # late
+    call = programme.call(sid)
+    assert (call.status, call.status_sequence, call.answered_at) == (
+        "in-progress",
+        2,
+        T0 + timedelta(seconds=10),
+    )
+    send("completed", 4, 40)
+    send("ringing", 1, 1)
+    call = programme.call(sid)
+    assert (call.status, call.ended_at, call.outcome) == ("completed", T0 + timedelta(seconds=40), "failed")
+    assert len(programme.rows(Call)) == 1
+
+
+def test_the_partners_leg_moves_forward_only_and_a_leg_not_of_the_room_changes_nothing(
+    phone: Telephone, programme: Programme, ana_and_bea: Pairing
+) -> None:
+    """Progress callbacks of the partner's leg (one UPDATE each, calls._partner_progressed)."""
+    room, child = _start(phone, programme, "CApartner")
+    status = f"/twilio/status?room={room}"
+    assert programme.call("CApartner").partner_call_sid == child
+
+    def send(sid: str, state: str, seq: int) -> None:
+        phone.post(
+            status, {"CallSid": sid, "CallStatus": state, "SequenceNumber": str(seq), "Timestamp": stamp(seq)}
+        )
+
+    send(child, "ringing", 1)
+    assert programme.call("CApartner").partner_status == "ringing"
+    send(child, "in-progress", 2)
+    send(child, "ringing", 1)  # late
+    send(child, "in-progress", 2)  # a repeat
+    send("CAsomeoneelse", "in-progress", 3)  # not this room's leg
+    call = programme.call("CApartner")
+    assert (call.partner_status, call.partner_call_sid, call.outcome) == ("in-progress", child, "in_progress")

@@ -12,9 +12,11 @@ import logging
 import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, case, func, or_, select
+from sqlalchemy import Executable, Table, and_, bindparam, case, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 import ivr.flow as flow
@@ -33,7 +35,6 @@ from app.services import reminders
 from app.services.outbound import EndLeg, Outbound, PlacePartnerLeg, RedirectLeg
 from app.services.participants import quiet_hours_of
 from app.services.policy import Policy
-from app.services.upsert import insert_ignore
 from app.twilio.forms import ConferenceCallback, Recording, StatusCallback
 from ivr.vocab import (
     TERMINAL,
@@ -74,22 +75,53 @@ def open_call(
     kind: CallKind = CallKind.PEER,
     caller_index: str | None = None,
 ) -> Call:
-    """The call's row, created on first sight; a repeated webhook finds the same row."""
+    """The call's row, created on first sight; a repeated webhook finds the same row.
+
+    Most requests about a call come after its first: the row is looked for (and locked)
+    first, and inserted only when it is not there. Two first sights at once both insert;
+    the unique SID lets one through and both then read that row.
+    """
+    call = db.scalar(_FIND_CALL, {"sid": sid})
+    if call is not None:
+        return call
     values: dict[str, Any] = {
         "twilio_call_sid": sid,
         "kind": kind,
         "started_at": now,
+        "caller_index": caller_index,
         "outcome": Outcome.IN_PROGRESS,
         "id_tries": 0,
         "caller_stepped_out": 0,
         "partner_stepped_out": 0,
     }
-    if caller_index is not None:
-        values["caller_index"] = caller_index
-    insert_ignore(db, Call, values, ["twilio_call_sid"])
+    _inserted(db, _NEW_CALL, values)
     call = db.scalar(_FIND_CALL, {"sid": sid})
     assert call is not None
     return call
+
+
+def new_reminder_call(
+    db: Session, sid: str, *, now: datetime, reminder_id: int, pair_id: int, participant_id: int
+) -> bool:
+    """The row of a reminder call the sweep has just placed, made whole in one INSERT.
+    False when a status callback came first and made the row: the caller fills it in."""
+    return _inserted(
+        db,
+        _NEW_REMINDER_CALL,
+        {
+            "twilio_call_sid": sid,
+            "kind": CallKind.REMINDER,
+            "started_at": now,
+            "caller_index": None,
+            "outcome": Outcome.IN_PROGRESS,
+            "id_tries": 0,
+            "caller_stepped_out": 0,
+            "partner_stepped_out": 0,
+            "reminder_id": reminder_id,
+            "pair_id": pair_id,
+            "initiator_id": participant_id,
+        },
+    )
 
 
 def find_call(db: Session, sid: str) -> Call | None:
@@ -196,7 +228,74 @@ _FAILURES = select(func.count(KeyedIdFailure.id)).where(
     KeyedIdFailure.caller_index == bindparam("caller"),
     KeyedIdFailure.at > bindparam("after", type_=UTCDateTime()),
 )
-_EVENTS = select(ConferenceEvent).where(ConferenceEvent.call_id == bindparam("call"))
+_CALLS = cast(Table, Call.__table__)
+# the room changes kept for a call, read as plain rows (talk time is counted from them)
+_EVENTS = select(
+    ConferenceEvent.event,
+    ConferenceEvent.conference_sid,
+    ConferenceEvent.participant_sid,
+    ConferenceEvent.at,
+    ConferenceEvent.sequence_number,
+).where(ConferenceEvent.call_id == bindparam("call"))
+
+
+# ---------------------------------------------------------------- INSERT ... ON CONFLICT DO NOTHING
+#
+# Built once per dialect with a parameter for every column (app/services/upsert.py builds
+# its statement anew for each row): callbacks repeat, and these run on most of them.
+
+
+class _Upsert:
+    """The statement for each dialect. It returns the new row's id: whether a row was
+    made is told by that (PostgreSQL's driver gives no row count for an INSERT)."""
+
+    def __init__(self, table: Any, columns: list[str], keys: list[str]) -> None:
+        self.columns = columns
+        self.by_dialect: dict[str, Executable] = {}
+        for name, builder in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert)):
+            self.by_dialect[name] = (
+                builder(table)
+                .values({column: bindparam(column) for column in columns})
+                .on_conflict_do_nothing(index_elements=keys)
+                .returning(table.c.id)
+            )
+
+
+def _inserted(db: Session, upsert: _Upsert, values: dict[str, Any]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING: True when the row is new."""
+    return db.connection().execute(_insert_ignore(db, upsert), values).first() is not None
+
+
+def _insert_ignore(db: Session, upsert: _Upsert) -> Executable:
+    return upsert.by_dialect[db.get_bind().dialect.name]
+
+
+_NEW_CALL = _Upsert(
+    Call.__table__,
+    [
+        "twilio_call_sid",
+        "kind",
+        "started_at",
+        "caller_index",
+        "outcome",
+        "id_tries",
+        "caller_stepped_out",
+        "partner_stepped_out",
+    ],
+    ["twilio_call_sid"],
+)
+_NEW_REMINDER_CALL = _Upsert(
+    Call.__table__,
+    [*_NEW_CALL.columns, "reminder_id", "pair_id", "initiator_id"],
+    ["twilio_call_sid"],
+)
+_EVENT_KEY = ["call_id", "conference_sid", "participant_sid", "event", "at"]
+_NEW_EVENT = _Upsert(ConferenceEvent.__table__, [*_EVENT_KEY, "sequence_number", "received_at"], _EVENT_KEY)
+_NEW_MESSAGE = _Upsert(
+    CareTeamMessage.__table__,
+    ["recording_sid", "participant_id", "call_id", "recording_url", "duration_seconds", "received_at"],
+    ["recording_sid"],
+)
 
 
 def _missed(db: Session, pair: Pair, me: int, partner: int) -> int:
@@ -333,16 +432,8 @@ def refresh_outcome(db: Session, call: Call, policy: Policy, *, now: datetime, r
 
 def _refresh_bridged(db: Session, call: Call, policy: Policy, *, recount: bool) -> None:
     if recount or call.talk_seconds is None:
-        changes = [
-            flow.RoomChange(e.event, e.conference_sid, e.participant_sid or None, e.at, e.sequence_number)
-            for e in db.scalars(_EVENTS, {"call": call.id})
-        ]
-        call.talk_seconds = flow.talk_time(
-            changes,
-            caller_sid=call.twilio_call_sid,
-            partner_sid=call.partner_call_sid,
-            caller_ended_at=call.ended_at,
-            partner_ended_at=call.partner_ended_at,
+        call.talk_seconds = _talk_time(
+            db, call.id, call.twilio_call_sid, call.partner_call_sid, call.ended_at, call.partner_ended_at
         )
     talk = call.talk_seconds
     bridged = flow.BridgedCall(
@@ -363,6 +454,32 @@ def _refresh_bridged(db: Session, call: Call, policy: Policy, *, recount: bool) 
             reminders.contact_made(db, pair, call.accepted_at, policy=policy)
 
 
+def _talk_time(
+    db: Session,
+    call_id: int,
+    caller_sid: str,
+    partner_sid: str | None,
+    caller_ended_at: datetime | None,
+    partner_ended_at: datetime | None,
+) -> int:
+    """The talk time counted afresh from every room change kept for the call."""
+    if partner_sid is None:
+        return 0  # nobody else was ever in the room (flow.talk_time)
+    changes = [
+        flow.RoomChange(event, conference_sid, participant_sid or None, at, sequence)
+        for event, conference_sid, participant_sid, at, sequence in db.connection().execute(
+            _EVENTS, {"call": call_id}
+        )
+    ]
+    return flow.talk_time(
+        changes,
+        caller_sid=caller_sid,
+        partner_sid=partner_sid,
+        caller_ended_at=caller_ended_at,
+        partner_ended_at=partner_ended_at,
+    )
+
+
 # ---------------------------------------------------------------- callbacks
 
 
@@ -372,6 +489,10 @@ def apply_status(db: Session, callback: StatusCallback, *, now: datetime, policy
     if sid is None or status is None:
         return []
     at = callback.timestamp or now
+    if callback.room is None and callback.parent_call_sid is None and _progressed(db, callback, at):
+        return []
+    if callback.room is not None and _partner_progressed(db, callback):
+        return []
     seconds = callback.call_duration
     call: Call | None
     if callback.room is not None:
@@ -420,17 +541,116 @@ def apply_status(db: Session, callback: StatusCallback, *, now: datetime, policy
     return outbound
 
 
+def _progressed(db: Session, callback: StatusCallback, at: datetime) -> bool:
+    """A call's own leg moved forward but has not ended, and no partner was rung for it:
+    the status (and when it was answered) is all that changes. One UPDATE, which finds
+    nothing to change for a repeat, a callback that came after a later one, a call not
+    seen yet, or a bridged call: those take the whole way (apply_status)."""
+    status = callback.call_status
+    if status is None or status.is_terminal or callback.call_sid is None:
+        return False
+    done = db.connection().execute(
+        _progress_statement(status),
+        {"sid": callback.call_sid, "status": status, "sequence": callback.sequence_number, "at": at},
+    )
+    return bool(done.rowcount == 1)
+
+
+# The statuses behind this one are written out (`status = 'queued' OR ...`), not as
+# `IN (...)`: a list is expanded into the SQL again at every execution.
+@cache
+def _progress_statement(status: CallStatus) -> Executable:
+    table = _CALLS.c
+    behind = [s for s in CallStatus if s.rank < status.rank]
+    values: dict[str, Any] = {"status": bindparam("status"), "status_sequence": bindparam("sequence")}
+    if status in (CallStatus.IN_PROGRESS, CallStatus.ANSWERED):
+        values["answered_at"] = func.coalesce(table.answered_at, bindparam("at", type_=UTCDateTime()))
+    return (
+        update(_CALLS)
+        .where(
+            table.twilio_call_sid == bindparam("sid"),
+            table.bridged_at.is_(None),
+            or_(table.status.is_(None), *(table.status == earlier for earlier in behind)),
+        )
+        .values(values)
+    )
+
+
+def _partner_progressed(db: Session, callback: StatusCallback) -> bool:
+    """The partner's leg, already known as this room's, moved forward but has not ended:
+    its status is all that changes. While that leg is live nothing the call counts as can
+    change (an accepted call is judged once both legs have ended, one that was not by how
+    the partner's leg ended, a machine when it was detected), and the room's changes and
+    both legs' ends, which the talk time is counted from, are as they were. One UPDATE,
+    which finds nothing to change for a repeat, a late callback, or a leg not yet learnt:
+    those take the whole way (apply_status)."""
+    status = callback.call_status
+    if status is None or status.is_terminal or callback.call_sid is None:
+        return False
+    done = db.connection().execute(
+        _partner_progress_statement(status),
+        {"leg_room": callback.room, "sid": callback.call_sid, "leg_status": status},
+    )
+    return bool(done.rowcount == 1)
+
+
+@cache
+def _partner_progress_statement(status: CallStatus) -> Executable:
+    table = _CALLS.c
+    behind = [s for s in CallStatus if s.rank < status.rank]
+    return (
+        update(_CALLS)
+        .where(
+            table.room == bindparam("leg_room"),
+            table.partner_call_sid == bindparam("sid"),
+            or_(table.partner_status.is_(None), *(table.partner_status == earlier for earlier in behind)),
+        )
+        .values(partner_status=bindparam("leg_status"))
+    )
+
+
+# what a conference callback needs of its call, read (and locked) without the ORM
+_ROOM_CALL = (
+    select(
+        Call.id,
+        Call.kind,
+        Call.bridged_at,
+        Call.status,
+        Call.partner_status,
+        Call.accepted_at,
+        Call.partner_answered_by,
+        Call.twilio_call_sid,
+        Call.partner_call_sid,
+        Call.ended_at,
+        Call.partner_ended_at,
+        Call.talk_seconds,
+        Call.outcome,
+        Call.end_reason,
+    )
+    .where(Call.room == bindparam("room"))
+    .with_for_update()
+)
+_SET_TALK = update(_CALLS).where(_CALLS.c.id == bindparam("call")).values(talk_seconds=bindparam("talk"))
+
+
 def apply_conference(db: Session, callback: ConferenceCallback, *, now: datetime, policy: Policy) -> None:
-    """Keep a conference callback as it came (once), then recount the talk time."""
+    """Keep a conference callback as it came (once), then recount the talk time.
+
+    A repeat is kept once and changes nothing: what it says was counted when it first
+    came. While the call is not decided by it (the common case: the room changes while
+    both legs are live), only the talk time is written; otherwise the call is loaded and
+    refreshed whole (refresh_outcome).
+    """
     if callback.room is None or callback.event is None:
         return
-    call = find_by_room(db, callback.room)
+    conn = db.connection()
+    call = conn.execute(_ROOM_CALL, {"room": callback.room}).first()
     if call is None:
         log.info("conference callback for a room no call has")
         return
-    insert_ignore(
+    kept = _inserted(
         db,
-        ConferenceEvent,
+        _NEW_EVENT,
         {
             "call_id": call.id,
             "conference_sid": callback.conference_sid or "",
@@ -440,9 +660,38 @@ def apply_conference(db: Session, callback: ConferenceCallback, *, now: datetime
             "sequence_number": callback.sequence_number,
             "received_at": now,
         },
-        ["call_id", "conference_sid", "participant_sid", "event", "at"],
     )
-    refresh_outcome(db, call, policy, now=now)
+    if not kept:
+        return
+    if _counted_in_the_room(call):
+        talk = _talk_time(
+            db, call.id, call.twilio_call_sid, call.partner_call_sid, call.ended_at, call.partner_ended_at
+        )
+        bridged = flow.BridgedCall(
+            accepted=call.accepted_at is not None,
+            caller_status=call.status,
+            partner_status=call.partner_status,
+            machine=call.partner_answered_by is not None and call.partner_answered_by.is_machine,
+            talk_seconds=talk,
+        )
+        if flow.bridged_ending(bridged, min_contact_seconds=policy.min_contact_seconds) is None:
+            if talk != call.talk_seconds:
+                conn.execute(_SET_TALK, {"call": call.id, "talk": talk})
+            return
+    whole = db.get(Call, call.id)  # locked above
+    assert whole is not None
+    refresh_outcome(db, whole, policy, now=now)
+
+
+def _counted_in_the_room(call: Any) -> bool:
+    """A bridged call whose outcome comes from the room (refresh_outcome's third case),
+    and not a reminder call that has ended (its reminder is told: the ORM's way)."""
+    return bool(
+        call.bridged_at is not None
+        and call.outcome != Outcome.QUIET_HOURS
+        and call.end_reason != EndReason.PARTNER_ON_ANOTHER_CALL
+        and not (call.kind == CallKind.REMINDER and call.status is not None and call.status.is_terminal)
+    )
 
 
 def record_message(db: Session, recording: Recording | None, *, now: datetime) -> None:
@@ -456,9 +705,9 @@ def record_message(db: Session, recording: Recording | None, *, now: datetime) -
         call = db.scalar(select(Call).where(Call.partner_call_sid == recording.call_sid))
         participant_id = call.callee_id if call else None
     duration = recording.duration_seconds
-    insert_ignore(
+    _inserted(
         db,
-        CareTeamMessage,
+        _NEW_MESSAGE,
         {
             "recording_sid": recording.recording_sid,
             "participant_id": participant_id,
@@ -467,7 +716,6 @@ def record_message(db: Session, recording: Recording | None, *, now: datetime) -
             "duration_seconds": duration,
             "received_at": now,
         },
-        ["recording_sid"],
     )
     message = db.scalar(
         select(CareTeamMessage).where(CareTeamMessage.recording_sid == recording.recording_sid)

@@ -15,14 +15,15 @@ Placing the calls is the sweep's part: app/services/sweep.py.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Executable, and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.models import AttentionFlag, Call, Pair, Participant, Reminder
 from app.services.engagement import REMINDER_BRIDGED
 from app.services.policy import Policy
-from app.services.upsert import insert_ignore_many
 from ivr import reminders as policy_rules
 from ivr.vocab import CallKind, CallStatus, EndReason, ParticipantStatus, ReminderState
 
@@ -76,31 +77,49 @@ def contact_made(db: Session, pair: Pair, at: datetime, *, policy: Policy) -> No
 
 
 def reminder_call_ended(db: Session, call: Call, *, now: datetime) -> None:
-    """The reminder call is over: answered, or try again later, or give up. Idempotent."""
-    reminder = _reminder_of(db, call)
-    if (
-        reminder is None
-        or reminder.state != ReminderState.CALLING
-        or reminder.call_sid != call.twilio_call_sid
-    ):
+    """The reminder call is over: answered, or try again later, or give up. Idempotent.
+
+    Every callback that comes after the call's end asks again: the reminder is read
+    (and locked) as plain columns, and written only the first time (Core, past the
+    session, which holds no reminder here).
+    """
+    conn = db.connection()
+    if call.reminder_id is not None:
+        found = conn.execute(_REMINDER_BY_ID, {"b_id": call.reminder_id}).first()
+    else:
+        found = conn.execute(_REMINDER_BY_SID, {"b_sid": call.twilio_call_sid}).first()
+    if found is None:
         return
-    reminder.updated_at = now
-    reminder.state, retry_at = policy_rules.after_call(
+    reminder_id, state, call_sid, attempts = found
+    if state != ReminderState.CALLING or call_sid != call.twilio_call_sid:
+        return
+    new_state, retry_at = policy_rules.after_call(
         call.status or CallStatus.FAILED,
         # the reminded person's own phone: a machine on the partner's leg, after they
         # pressed 1 to be put through, means the reminder itself was heard by a person
         heard_by_machine=call.end_reason == EndReason.ANSWERING_MACHINE and call.bridged_at is None,
-        attempts=reminder.attempts,
+        attempts=attempts,
         now=now,
     )
-    if retry_at is not None:
-        reminder.next_attempt_at = retry_at
+    if retry_at is None:
+        conn.execute(_REMINDER_ENDED, {"b_id": reminder_id, "b_state": new_state, "b_now": now})
+    else:
+        conn.execute(
+            _REMINDER_RETRIED, {"b_id": reminder_id, "b_state": new_state, "b_now": now, "b_at": retry_at}
+        )
 
 
-def _reminder_of(db: Session, call: Call) -> Reminder | None:
-    if call.reminder_id is not None:
-        return db.get(Reminder, call.reminder_id, with_for_update=True)
-    return db.scalar(select(Reminder).where(Reminder.call_sid == call.twilio_call_sid).with_for_update())
+_REMINDER_COLUMNS = (Reminder.id, Reminder.state, Reminder.call_sid, Reminder.attempts)
+_REMINDER_BY_ID = select(*_REMINDER_COLUMNS).where(Reminder.id == bindparam("b_id")).with_for_update()
+_REMINDER_BY_SID = (
+    select(*_REMINDER_COLUMNS).where(Reminder.call_sid == bindparam("b_sid")).limit(1).with_for_update()
+)
+_REMINDER_ENDED = (
+    update(Reminder)
+    .where(Reminder.id == bindparam("b_id"))
+    .values(state=bindparam("b_state"), updated_at=bindparam("b_now"))
+)
+_REMINDER_RETRIED = _REMINDER_ENDED.values(next_attempt_at=bindparam("b_at"))
 
 
 # ---------------------------------------------------------------- phase 1: schedule
@@ -173,10 +192,7 @@ def schedule(db: Session, now: datetime, policy: Policy) -> tuple[int, int]:
         if period.is_second_in_a_row:
             second_periods[pair.id] = period.start
         pair.next_reminder_at = period.start + policy.contact_period
-    created = sum(
-        insert_ignore_many(db, Reminder, rows[i : i + 500], ["participant_id", "period_start"])
-        for i in range(0, len(rows), 500)
-    )
+    created = _insert_new(db, _NEW_REMINDERS, rows)
     flagged = (
         _flag(db, {p.id: p for p in due if p.id in second_periods}, second_periods, now)
         if second_periods
@@ -224,7 +240,46 @@ def _flag(db: Session, pairs: dict[int, Pair], periods: dict[int, datetime], now
         }
         for pair in todo
     ]
-    return sum(
-        insert_ignore_many(db, AttentionFlag, rows[i : i + 500], ["pair_id", "period_start"])
-        for i in range(0, len(rows), 500)
-    )
+    return _insert_new(db, _NEW_FLAGS, rows)
+
+
+class _Upsert:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once for each dialect: a
+    statement built for each sweep's rows (upsert.insert_ignore_many) cost more to build
+    than to run."""
+
+    def __init__(self, table: Any, columns: list[str], keys: list[str]) -> None:
+        self.by_dialect: dict[str, Executable] = {
+            name: builder(table)
+            .values({column: bindparam(column) for column in columns})
+            .on_conflict_do_nothing(index_elements=keys)
+            .returning(table.c.id)
+            for name, builder in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+        }
+
+
+def _insert_new(db: Session, upsert: _Upsert, rows: list[dict[str, object]]) -> int:
+    """Insert the rows that are not there yet (one statement for many rows); how many were new."""
+    if not rows:
+        return 0
+    statement = upsert.by_dialect[db.get_bind().dialect.name]
+    return len(db.connection().execute(statement, rows).all())
+
+
+_NEW_REMINDERS = _Upsert(
+    Reminder.__table__,
+    [
+        "participant_id",
+        "pair_id",
+        "period_start",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
+    ],
+    ["participant_id", "period_start"],
+)
+_NEW_FLAGS = _Upsert(
+    AttentionFlag.__table__, ["pair_id", "period_start", "reason", "raised_at"], ["pair_id", "period_start"]
+)

@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, Executable, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.crypto import PhoneVault
 from app.models import Pair, Participant, Reminder
 from app.services import calls, reminders
-from app.services.participants import quiet_hours_of
 from app.services.policy import Policy
 from app.twilio.forms import StatusCallback
 from app.twilio.rest import (
@@ -50,6 +49,7 @@ from app.twilio.rest import (
 )
 from ivr import reminders as policy_rules
 from ivr.flow import Urls
+from ivr.quiet_hours import InvalidQuietHours, QuietHours
 from ivr.vocab import CallKind, ParticipantStatus, ReminderState, StepName
 
 log = logging.getLogger(__name__)
@@ -219,12 +219,13 @@ def place_due(
     programme_number: str,
     report: SweepReport,
 ) -> None:
-    while True:
-        with make_session() as db:
-            placement = claim_next(db, vault, now, policy, report)
-            db.commit()
-        if placement is None:
-            return
+    """Claim, call, record; the record of one call and the claim of the next share a
+    transaction. At any moment at most one reminder of this sweep is claimed and not yet
+    recorded, as when each had its own: a crash leaves one `placing`, never more."""
+    with make_session() as db:
+        placement = claim_next(db, vault, now, policy, report)
+        db.commit()
+    while placement is not None:
         result = place_call(
             client,
             to=placement.phone,
@@ -235,80 +236,136 @@ def place_due(
         )
         with make_session() as db:
             stop = _record_placement(db, placement, result, now=now, policy=policy, report=report)
+            placement = None if stop else claim_next(db, vault, now, policy, report)
             db.commit()
-        if stop:
-            return
+
+
+# the next due reminder and its person, locked for this process (another sweep skips it)
+_DUE = (
+    select(
+        Reminder.id,
+        Reminder.participant_id,
+        Reminder.pair_id,
+        Reminder.period_start,
+        Participant.id,
+        Participant.status,
+        Participant.phone_ciphertext,
+        Participant.timezone,
+        Participant.quiet_hours,
+    )
+    .outerjoin(Participant, Participant.id == Reminder.participant_id)
+    .where(Reminder.state == ReminderState.PENDING, Reminder.next_attempt_at <= bindparam("now"))
+    .order_by(Reminder.next_attempt_at, Reminder.id)
+    .limit(1)
+    .with_for_update(skip_locked=True, of=Reminder)
+)
+# the pair's row is the meeting point of two sweeps claiming its two partners at once
+_PAIR = (
+    select(Pair.participant_a_id, Pair.participant_b_id, Pair.ended_at, Pair.last_contact_at)
+    .where(Pair.id == bindparam("pair"))
+    .with_for_update()
+)
+# read after the pair's lock: the partner's reminder call is being placed or is live, or
+# this person is on a call of their own (calls.on_live_call)
+_PARTNER_REMINDER_LIVE = select(Reminder.id).where(
+    Reminder.pair_id == bindparam("pair"),
+    Reminder.participant_id == bindparam("partner"),
+    or_(Reminder.state == ReminderState.PLACING, Reminder.state == ReminderState.CALLING),
+)
+_BUSY = select(_PARTNER_REMINDER_LIVE.exists(), calls.ON_A_CALL)
+
+
+def _set(db: Session, reminder_id: int, now: datetime, what: Executable, **values: Any) -> None:
+    """What became of a claimed reminder, written past the session (it holds no copy of it)."""
+    db.connection().execute(what, {"b_id": reminder_id, "b_now": now, **values})
+
+
+def _reminder_update(**values: Any) -> Executable:
+    """Built once: building an UPDATE for each reminder cost more than running it."""
+    return (
+        update(Reminder)
+        .where(Reminder.id == bindparam("b_id"))
+        .values(updated_at=bindparam("b_now"), **values)
+    )
+
+
+_CANCELLED = _reminder_update(state=ReminderState.CANCELLED)
+_DEFERRED = _reminder_update(next_attempt_at=bindparam("b_at"))
+_FAILED = _reminder_update(state=ReminderState.FAILED, last_error=bindparam("b_error"))
+_CLAIMED = _reminder_update(state=ReminderState.PLACING, attempts=Reminder.attempts + 1)
+_CALLING = _reminder_update(state=ReminderState.CALLING, call_sid=bindparam("b_sid"), last_error=None)
 
 
 def claim_next(
     db: Session, vault: PhoneVault, now: datetime, policy: Policy, report: SweepReport
 ) -> Placement | None:
-    """Claim one due reminder for this process, or None when there is nothing left to do now."""
+    """Claim one due reminder for this process, or None when there is nothing left to do now.
+
+    Three reads a reminder (it and its person; its pair, locked; whether anyone is busy)
+    and one write: what became of it.
+    """
+    db.flush()  # the reads below go past the session: nothing of it may be left unwritten
+    conn = db.connection()
     while True:
-        reminder = db.scalar(
-            select(Reminder)
-            .where(Reminder.state == ReminderState.PENDING, Reminder.next_attempt_at <= now)
-            .order_by(Reminder.next_attempt_at, Reminder.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
-        if reminder is None:
+        due = conn.execute(_DUE, {"now": now}).first()
+        if due is None:
             return None
-        reminder.updated_at = now
-        person = db.get(Participant, reminder.participant_id)
-        # the pair's row is the meeting point of two sweeps claiming its two partners at once
-        pair = db.get(Pair, reminder.pair_id, with_for_update=True)
-        phone = vault.decrypt(person.phone_ciphertext) if person and person.phone_ciphertext else None
+        reminder_id, participant_id, pair_id, period_start, person_id, status, ciphertext, tz, quiet = due
+        pair = conn.execute(_PAIR, {"pair": pair_id}).first()
+        phone = vault.decrypt(ciphertext) if person_id is not None and ciphertext else None
         if (
-            person is None
-            or person.status != ParticipantStatus.ACTIVE
+            person_id is None
+            or status != ParticipantStatus.ACTIVE
             or phone is None
             or pair is None
             or pair.ended_at is not None
-            or (pair.last_contact_at is not None and pair.last_contact_at >= reminder.period_start)
+            or (pair.last_contact_at is not None and pair.last_contact_at >= period_start)
             or (
                 # the trials' rule: a call attempted since the quiet period began ends it too
-                policy.reminder_trigger == "attempt"
-                and reminders.attempted_since(db, pair.id, reminder.period_start)
+                policy.reminder_trigger == "attempt" and reminders.attempted_since(db, pair_id, period_start)
             )
         ):
-            reminder.state = ReminderState.CANCELLED
+            _set(db, reminder_id, now, _CANCELLED)
             report.cancelled += 1
             continue
-        if _partner_reminder_live(db, reminder, pair) or calls.on_live_call(db, person.id, now=now):
+        partner = pair.participant_b_id if participant_id == pair.participant_a_id else pair.participant_a_id
+        partner_live, on_a_call = conn.execute(
+            _BUSY,
+            {
+                "pair": pair_id,
+                "partner": partner,
+                "person": person_id,
+                "after": now - calls.LIVE_AT_MOST,
+                "exclude": -1,
+            },
+        ).one()
+        if partner_live or on_a_call:
             # never while the first partner's reminder call (or any other call of theirs) is
             # live: "press 1 to talk now" there must not ring a line busy with its own reminder
-            reminder.next_attempt_at = now + STAGGER
+            _set(db, reminder_id, now, _DEFERRED, b_at=now + STAGGER)
             report.deferred += 1
             continue
-        ring_at = policy_rules.next_call_time(
-            now, person.timezone, policy.reminder_window, quiet_hours_of(person)
-        )
+        ring_at = policy_rules.next_call_time(now, tz, policy.reminder_window, _quiet_hours(quiet))
         if ring_at is None:
-            reminder.state, reminder.last_error = ReminderState.FAILED, "no allowed hours outside quiet hours"
+            _set(db, reminder_id, now, _FAILED, b_error="no allowed hours outside quiet hours")
             report.failed += 1
             continue
         if ring_at > now:
-            reminder.next_attempt_at = ring_at
+            _set(db, reminder_id, now, _DEFERRED, b_at=ring_at)
             report.deferred += 1
             continue
-        reminder.state = ReminderState.PLACING
-        reminder.attempts += 1
-        return Placement(reminder.id, person.id, pair.id, phone)
+        _set(db, reminder_id, now, _CLAIMED)
+        return Placement(reminder_id, person_id, pair_id, phone)
 
 
-def _partner_reminder_live(db: Session, reminder: Reminder, pair: Pair) -> bool:
-    partner_id = pair.partner_of(reminder.participant_id)
-    live = db.scalar(
-        select(Reminder.id)
-        .where(
-            Reminder.pair_id == pair.id,
-            Reminder.participant_id == partner_id,
-            Reminder.state.in_([ReminderState.PLACING, ReminderState.CALLING]),
-        )
-        .limit(1)
-    )
-    return live is not None
+def _quiet_hours(text: str | None) -> QuietHours | None:
+    """As participants.quiet_hours_of: a stored value that no longer parses counts as none."""
+    if not text:
+        return None
+    try:
+        return QuietHours.parse(text)
+    except InvalidQuietHours:
+        return None
 
 
 def _record_placement(
@@ -321,6 +378,27 @@ def _record_placement(
     report: SweepReport,
 ) -> bool:
     """Write down what Twilio said. Returns True when the sweep should stop placing calls."""
+    if isinstance(result, Placed):
+        _set(db, placement.reminder_id, now, _CALLING, b_sid=result.sid)
+        report.placed += 1
+        made = calls.new_reminder_call(
+            db,
+            result.sid,
+            now=now,
+            reminder_id=placement.reminder_id,
+            pair_id=placement.pair_id,
+            participant_id=placement.participant_id,
+        )
+        if not made:
+            # the status callback arrived first and made the row: fill it in
+            call = calls.open_call(db, result.sid, now=now, kind=CallKind.REMINDER)
+            call.kind, call.reminder_id = CallKind.REMINDER, placement.reminder_id
+            call.pair_id = call.pair_id or placement.pair_id
+            call.initiator_id = call.initiator_id or placement.participant_id
+            if call.status is not None and call.status.is_terminal:
+                # the call already ended before we knew it was ours
+                calls.refresh_outcome(db, call, policy, now=now)
+        return False
     reminder = db.get(Reminder, placement.reminder_id, with_for_update=True)
     assert reminder is not None
     reminder.updated_at = now
@@ -353,15 +431,5 @@ def _record_placement(
             report.failed += 1
             log.warning("reminder %s failed: %s", reminder.id, detail)
             return False
-        case Placed(sid):
-            reminder.state, reminder.call_sid, reminder.last_error = ReminderState.CALLING, sid, None
-            # the status callback may have arrived first and made the row: fill it in either way
-            call = calls.open_call(db, sid, now=now, kind=CallKind.REMINDER)
-            call.kind, call.reminder_id = CallKind.REMINDER, reminder.id
-            call.pair_id = call.pair_id or placement.pair_id
-            call.initiator_id = call.initiator_id or placement.participant_id
-            report.placed += 1
-            if call.status is not None and call.status.is_terminal:
-                # the call already ended before we knew it was ours
-                calls.refresh_outcome(db, call, policy, now=now)
-            return False
+        case _:
+            raise AssertionError(f"not a placement result: {result!r}")

@@ -10,6 +10,8 @@ serves, or the one a test wires into the service in-process.
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -46,6 +48,10 @@ class Switchboard:
     rooms: dict[str, Ring] = field(default_factory=dict)
     parked: dict[str, list[tuple[object, Ring | None]]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # rooms whose parked calls have nowhere else to ring, oldest first: forgotten after
+    # PARK_SECONDS if no telephone came for them (a timer thread each cost more than the
+    # call: in-process, every partner's leg is placed before its room is read)
+    stale: deque[tuple[float, str, object]] = field(default_factory=deque)
 
     def play(self, sid: str, leg: PlayedLeg) -> None:
         with self.lock:
@@ -63,6 +69,7 @@ class Switchboard:
         """A telephone has a leg in `room`: calls placed for that room ring on it, also one
         placed a moment before the telephone read the room's name."""
         with self.lock:
+            self._forget_stale(time.monotonic())
             self.rooms[room] = take
             waiting = self.parked.pop(room, [])
         for call, _elsewhere in waiting:
@@ -76,18 +83,33 @@ class Switchboard:
         """A call was placed: it rings on the telephone in the room its URL names, or, when
         no telephone has that room, on `elsewhere` (the terminal of `peerline fake-twilio`)."""
         room = room_of(url)
+        now = time.monotonic()
         with self.lock:
+            self._forget_stale(now)
             take = self.rooms.get(room) if room else None
             if take is None and room:
                 self.parked.setdefault(room, []).append((call, elsewhere))
+                if elsewhere is None:
+                    self.stale.append((now + PARK_SECONDS, room, call))
         if take is not None:
             take(call)  # only queues it for that telephone: quick, and before the API answers
-        elif room:
+        elif room and elsewhere is not None:
             timer = threading.Timer(PARK_SECONDS, self._unpark, (room, call))
             timer.daemon = True
             timer.start()
         elif elsewhere is not None:
             threading.Thread(target=elsewhere, args=(call,), daemon=True).start()
+
+    def _forget_stale(self, now: float) -> None:
+        """Parked calls with nowhere else to ring, whose room no telephone came for in time:
+        what the timer would have done (nothing rings), without a thread. Holds the lock."""
+        while self.stale and self.stale[0][0] <= now:
+            _, room, call = self.stale.popleft()
+            waiting = self.parked.get(room)
+            if waiting is not None:
+                waiting[:] = [entry for entry in waiting if entry[0] is not call]
+                if not waiting:
+                    self.parked.pop(room, None)
 
     def _unpark(self, room: str, call: object) -> None:
         with self.lock:

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 import ivr.flow as flow
@@ -120,24 +121,27 @@ class Dialer:
             log.info("call %s was not changed: %s", sid, result.detail)
 
     def _place(self, request: PlacePartnerLeg) -> None:
+        """Ring the partner for the call: one read before the request to Twilio, one write
+        after it (Core, one statement each); the ORM only when the leg is not placed."""
         with self.sessions() as db:
-            call = db.get(Call, request.call_id, with_for_update=True)
-            if call is None or call.partner_call_sid is not None or call.partner_status != CallStatus.QUEUED:
-                return
-            person = db.get(Participant, request.partner_id)
-            phone = (
-                self.ctx.vault.decrypt(person.phone_ciphertext)
-                if person and person.phone_ciphertext
-                else None
+            found = db.connection().execute(
+                _LEG_WANTED, {"call": request.call_id, "person": request.partner_id}
             )
-            caller_gone = call.status is not None and call.status.is_terminal
+            wanted = found.first()
+            if (
+                wanted is None
+                or wanted.partner_call_sid is not None
+                or wanted.partner_status != CallStatus.QUEUED
+            ):
+                return
+            phone = self.ctx.vault.decrypt(wanted.phone_ciphertext) if wanted.phone_ciphertext else None
+            caller_gone = wanted.status is not None and wanted.status.is_terminal
             if caller_gone or phone is None:
                 # the caller hung up before the partner's phone rang, or the number was removed
-                told = self._not_placed(db, call, CallStatus.CANCELED if caller_gone else CallStatus.FAILED)
-                db.commit()
-                self.submit(told)
+                self._not_placed_yet(
+                    db, request.call_id, CallStatus.CANCELED if caller_gone else CallStatus.FAILED
+                )
                 return
-            db.commit()
         client = self.client
         urls = flow.Urls(self.ctx.settings.public_base_url)
         result: rest.PlaceResult
@@ -155,20 +159,33 @@ class Dialer:
             )
         followups: list[Outbound] = []
         with self.sessions() as db:
-            call = db.get(Call, request.call_id, with_for_update=True)
-            if call is None:
-                return
             match result:
                 case rest.Placed(sid):
-                    call.partner_call_sid = call.partner_call_sid or sid
-                    if call.status is not None and call.status.is_terminal:
+                    placed = (
+                        db.connection().execute(_LEG_PLACED, {"call": request.call_id, "sid": sid}).first()
+                    )
+                    if placed is None:
+                        return
+                    if placed.status is not None and placed.status.is_terminal:
                         # the caller hung up while the partner's phone was being rung
                         followups.append(EndLeg(sid))
                 case _:
+                    call = db.get(Call, request.call_id, with_for_update=True)
+                    if call is None:
+                        return
                     log.warning("the partner's leg of call %s was not placed: %s", call.id, result)
                     followups = self._not_placed(db, call, CallStatus.FAILED)
             db.commit()
         self.submit(followups)
+
+    def _not_placed_yet(self, db: Session, call_id: int, status: CallStatus) -> None:
+        """The leg will not be placed after all: looked at again under the call's lock."""
+        call = db.get(Call, call_id, with_for_update=True)
+        if call is None or call.partner_call_sid is not None or call.partner_status != CallStatus.QUEUED:
+            return
+        told = self._not_placed(db, call, status)
+        db.commit()
+        self.submit(told)
 
     def _not_placed(self, db: Session, call: Call, status: CallStatus) -> list[Outbound]:
         call.partner_status = status
@@ -181,6 +198,21 @@ class Dialer:
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+
+# whether the call still wants its partner's leg, and the partner's number (sealed)
+_LEG_WANTED = (
+    select(Call.partner_call_sid, Call.partner_status, Call.status, Participant.phone_ciphertext)
+    .outerjoin(Participant, Participant.id == bindparam("person"))
+    .where(Call.id == bindparam("call"))
+)
+# the leg Twilio placed is the call's partner leg (unless one was learnt first); and
+# whether the caller is still there
+_LEG_PLACED = (
+    update(Call)
+    .where(Call.id == bindparam("call"))
+    .values(partner_call_sid=func.coalesce(Call.partner_call_sid, bindparam("sid")))
+    .returning(Call.status)
+)
 
 _made = threading.Lock()
 
