@@ -459,11 +459,17 @@ class DeadlineRunner:
         self._drop()
 
     async def _commit(self, conn: Connection, done: list[_Done]) -> bool:
-        """COMMIT on the committer thread, while the loop goes on with the next requests."""
+        """COMMIT on the committer thread, while the loop goes on with the next requests
+        (in the loop when there are none and no fsync to wait for)."""
         assert self._committer is not None  # the loop's modes have one
         self._committing = {id(waiting) for waiting, _, _ in done}
         try:
-            await asyncio.get_running_loop().run_in_executor(self._committer, conn.commit)
+            if self.mode == "inline" and len(done) <= 1 and not self._waiting:
+                # one webhook and nobody behind it: nothing to overlap the commit with, and
+                # without an fsync it is quicker than the hop to the thread and back
+                conn.commit()
+            else:
+                await asyncio.get_running_loop().run_in_executor(self._committer, conn.commit)
             return True
         except Exception:
             self._drop()
