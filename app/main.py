@@ -138,6 +138,22 @@ def database_ready(engine: Engine) -> str | None:
     return None
 
 
+_frozen = False
+
+
+def _freeze_start_up() -> None:
+    """What exists once the first app has started (modules, routes, compiled statements)
+    lives as long as the process: the collector's full passes need not walk it again.
+    Unfrozen, each full pass over it paused the event loop for up to a tenth of a second
+    under load. Garbage is collected first, so none of it is kept for good; once per
+    process (the tests start many apps)."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
+
+
 def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAPI:
     settings = settings or get_settings()
 
@@ -148,10 +164,7 @@ def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAP
             from app.scheduler import start_scheduler
 
             scheduler = start_scheduler(app.state.sessionmaker, app.state.context)
-        # What exists at start-up (modules, routes, compiled statements) lives as long as the
-        # process: the collector's full passes need not walk it again. Unfrozen, each full
-        # pass over it paused the event loop for up to a tenth of a second under load.
-        gc.freeze()
+        _freeze_start_up()
         yield
         if scheduler is not None:
             scheduler.shutdown(wait=False)
