@@ -18,7 +18,8 @@ How the work runs depends on the database (`DeadlineRunner.for_engine`):
   together when the lock is had run one after another in one transaction under one
   COMMIT (a commit writes a page of every index a call row touches: shared, not
   repeated). A webhook never commits by itself: if one fails or rolls back, the batch's
-  transaction is given up and its webhooks run again, the failing one alone first. The
+  transaction is given up; that webhook keeps its own answer (its apology) and the
+  others run again together. The
   COMMIT runs on a thread of its own while the loop parses the next requests, which
   form the next batch (the commit's writes release the GIL: the two overlap). A deadline
   that passes during a commit gets a short grace, then the apology. The WAL is
@@ -132,8 +133,9 @@ class _Waiting(Generic[T]):
     # the request's context: its log lines keep the call's request id, though its work runs
     # in the task that took the lock
     context: contextvars.Context = field(default_factory=contextvars.copy_context)
-    # its batch's transaction was given up: it runs again in one of its own
-    alone: bool = False
+    # answered with the fallback while its COMMIT was under way: if that COMMIT succeeds
+    # after all, its REST requests are not sent (the caller was told the call failed)
+    gave_up: bool = False
 
 
 _Done = tuple[_Waiting[Any], Any, Callable[[], None] | None]
@@ -142,6 +144,12 @@ _Done = tuple[_Waiting[Any], Any, Callable[[], None] | None]
 def _settle(waiting: _Waiting[Any], value: Any) -> None:
     if not waiting.future.done():
         waiting.future.set_result(value)
+
+
+def _fallback(waiting: _Waiting[Any]) -> Any:
+    """The fallback answer, made in the webhook's own context: what it counts and logs
+    (an apology, a missed deadline) is its own request's, not the leader's."""
+    return waiting.context.run(waiting.fallback)
 
 
 def _after(waiting: _Waiting[Any], after: Callable[[], None] | None) -> None:
@@ -156,6 +164,8 @@ Mode = Literal["inline", "group", "threads"]
 CHECKPOINT_SECONDS = 0.5
 # how long an inline webhook sleeps between tries for the writer lock, at most
 RETRY_MAX_SECONDS = 0.01
+# how long the line waits before trying a database that refused it again (callbacks only)
+REFUSED_RETRY_SECONDS = 0.1
 
 
 class DeadlineRunner:
@@ -268,7 +278,8 @@ class DeadlineRunner:
         for _ in self._threads:
             self._queue.put(None)
         if self._committer is not None:
-            self._committer.shutdown(wait=False)
+            # a COMMIT under way finishes before its connection is closed
+            self._committer.shutdown(wait=True)
         if self.mode != "threads":
             self._drop()
             self.engine.dispose()
@@ -301,7 +312,8 @@ class DeadlineRunner:
         )
         self._waiting.append(waiting)
         if self._leader is None or self._leader.done():
-            self._leader = loop.create_task(self._lead())
+            # in a context of its own: it serves every request, and belongs to none
+            self._leader = loop.create_task(self._lead(), context=contextvars.Context())
         # a timer rather than asyncio.wait_for: on the path of every webhook, wait_for's
         # extra futures and callbacks cost more than a timer handle
         due = loop.call_later(remaining, self._due, waiting)
@@ -324,11 +336,12 @@ class DeadlineRunner:
             return
         if waiting.kept:
             # answered now; it stays in line and is still recorded
-            waiting.future.set_result(self._answered_early(waiting.fallback))
+            waiting.future.set_result(waiting.context.run(self._answered_early, waiting.fallback))
             return
-        self._waiting.remove(waiting)
-        self._missed(waiting.started)
-        waiting.future.set_result(waiting.fallback())
+        if waiting in self._waiting:
+            self._waiting.remove(waiting)
+        waiting.context.run(self._missed, waiting.started)
+        waiting.future.set_result(_fallback(waiting))
 
     async def _lead(self) -> None:
         """Take the writer lock for everyone waiting, run their work and commit it together.
@@ -340,6 +353,9 @@ class DeadlineRunner:
         """
         delay = 0.0005
         while self._waiting:
+            if self._stopped.is_set():
+                self._stop_line()
+                return
             self._expire()
             if not self._waiting:
                 return
@@ -349,42 +365,48 @@ class DeadlineRunner:
             except OperationalError as exc:
                 if not _locked(exc):
                     self._refused("the database refused a webhook's transaction")
-                    return
+                    await asyncio.sleep(REFUSED_RETRY_SECONDS)  # callbacks may still be in line
+                    continue
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
                 continue
             except Exception:
                 self._refused("no connection for a webhook")
-                return
+                await asyncio.sleep(REFUSED_RETRY_SECONDS)
+                continue
             delay = 0.0005
             done = self._work(conn, self._next_batch())
             if done is not None and await self._commit(conn, done):
                 for waiting, value, after in done:
-                    _after(waiting, after)
+                    if waiting.gave_up:
+                        # stored after all, though the caller heard the apology: at least no
+                        # partner's phone rings for a call its caller was told had failed
+                        waiting.context.run(
+                            log.error,
+                            "a webhook's work was stored after its apology; its REST requests are not sent",
+                        )
+                    else:
+                        _after(waiting, after)
                     _settle(waiting, value)
             # let the requests that arrived meanwhile join the next batch
             await asyncio.sleep(0)
 
     def _next_batch(self) -> list[_Waiting[Any]]:
-        """Everyone waiting, up to MAX_BATCH; a webhook to be run again alone goes by itself."""
-        if self._waiting[0].alone:
-            return [self._waiting.pop(0)]
-        size = 1
-        while size < min(MAX_BATCH, len(self._waiting)) and not self._waiting[size].alone:
-            size += 1
-        batch = self._waiting[:size]
-        del self._waiting[:size]
+        """Everyone waiting, up to MAX_BATCH."""
+        batch = self._waiting[:MAX_BATCH]
+        del self._waiting[:MAX_BATCH]
         return batch
 
     def _commit_outlasted(self, waiting: _Waiting[Any]) -> None:
         if waiting.future.done():
             return
         if waiting.kept:
-            waiting.future.set_result(self._answered_early(waiting.fallback))
+            waiting.future.set_result(waiting.context.run(self._answered_early, waiting.fallback))
             return
-        log.error("a webhook's commit outlasted its grace; the caller hears the apology")
-        self._missed(waiting.started)
-        waiting.future.set_result(waiting.fallback())
+        waiting.gave_up = True
+        waiting.context.run(log.error, "a webhook's commit outlasted its grace; the caller hears the apology")
+        waiting.context.run(self._missed, waiting.started)
+        waiting.future.set_result(_fallback(waiting))
 
     def _expire(self) -> None:
         """A webhook still in line at its deadline hears the fallback and never runs; a
@@ -393,20 +415,38 @@ class DeadlineRunner:
         for waiting in [w for w in self._waiting if w.deadline <= now]:
             self._waiting.remove(waiting)
             if waiting.kept:
-                log.warning(
-                    "a callback was not recorded: the database stayed locked for %.0f s", LATE_SECONDS
+                waiting.context.run(
+                    log.warning,
+                    "a callback was not recorded: the database was unusable for %.0f s",
+                    LATE_SECONDS,
                 )
             elif not waiting.future.done():
-                self._missed(waiting.started)
-            _settle(waiting, waiting.fallback())
+                waiting.context.run(self._missed, waiting.started)
+            if not waiting.future.done():
+                _settle(waiting, _fallback(waiting))
 
-    def _refused(self, why: str) -> None:
-        self._drop()
-        log.warning("%s; every webhook waiting hears the apology", why)
+    def _stop_line(self) -> None:
+        """The service is stopping: whoever is still in line hears the fallback."""
         waiting, self._waiting = self._waiting, []
         for each in waiting:
-            if not each.future.done():
-                each.future.set_result(each.fallback())
+            if each.kept:
+                each.context.run(log.warning, "a callback was not recorded: the service stopped")
+            _settle(each, _fallback(each))
+
+    def _refused(self, why: str) -> None:
+        """The database refused the batch's transaction: every webhook waiting hears the
+        apology now; callbacks stay in line and are tried again, up to LATE_SECONDS."""
+        self._drop()
+        waiting, self._waiting = self._waiting, []
+        answered = 0
+        for each in waiting:
+            if each.kept:
+                self._waiting.append(each)
+            elif not each.future.done():
+                each.future.set_result(_fallback(each))
+                answered += 1
+        # while only callbacks are tried again, once a tenth of a second: not a line each time
+        (log.warning if answered else log.debug)("%s; %d webhooks hear the apology", why, answered)
 
     def _work(self, conn: Connection, batch: list[_Waiting[Any]]) -> list[_Done] | None:
         """Each webhook's work, in turn, in the transaction begun for the batch; None when
@@ -425,7 +465,7 @@ class DeadlineRunner:
                     value, after = waiting.context.run(waiting.work, db, Guard())
                     failed = False
                 except Exception:
-                    log.exception("a webhook's work failed")
+                    waiting.context.run(log.exception, "a webhook's work failed")
                     failed = True
                 finally:
                     db.close()
@@ -434,13 +474,10 @@ class DeadlineRunner:
                     done.append((waiting, value, after))
                     continue
                 self._give_up(conn)
-                if len(batch) == 1:
-                    # alone, its failure is its own: its answer (its own apology) stands
-                    _settle(waiting, waiting.fallback() if failed else value)
-                else:
-                    # that webhook runs again first, alone, and the others after it, together
-                    waiting.alone = True
-                    self._waiting[:0] = [waiting, *(w for w in batch if w is not waiting)]
+                # its failure is its own: its answer (its own apology, or the fallback if
+                # it could not even answer) stands; the others run again, together
+                _settle(waiting, _fallback(waiting) if failed else value)
+                self._waiting[:0] = [w for w in batch if w is not waiting]
                 return None
             return done
         finally:
@@ -472,19 +509,23 @@ class DeadlineRunner:
                 await asyncio.get_running_loop().run_in_executor(self._committer, conn.commit)
             return True
         except Exception:
-            self._drop()
-            # nothing of this batch is stored: no webhook of it may say otherwise
-            log.exception("a group commit failed; its webhooks hear the apology")
+            self._give_up(conn)
+            # nothing of this batch is stored: no webhook of it may say otherwise; callbacks
+            # go back in line, to be tried again up to LATE_SECONDS
+            log.exception("a batch's COMMIT failed; its webhooks hear the apology")
             for waiting, _, _ in done:
-                _settle(waiting, waiting.fallback())
+                if waiting.kept:
+                    self._waiting.append(waiting)
+                else:
+                    _settle(waiting, _fallback(waiting))
             return False
         finally:
             self._committing = set()
 
     def _only_the_batch_commits(self, conn: Connection) -> None:
         """A webhook that rolled back the batch's transaction and then wrote again would
-        commit a transaction of its own while the batch is run again: refused. It fails,
-        and runs again alone, where it may."""
+        commit a transaction of its own behind the runner's back: refused, and it hears the
+        apology (a webhook's work is committed by the runner, never by itself)."""
         if self._batch_open:
             raise BatchClosed("a webhook in a batch may not commit a transaction of its own")
 

@@ -4,6 +4,7 @@ that never waits on a lock in the event loop (SQLite inline, group commit, the w
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
 import sqlite3
 import threading
@@ -527,3 +528,115 @@ def test_a_kept_callback_in_the_loop_answers_at_its_deadline_and_is_stored_once_
 
     assert answer == "empty response"
     assert _names(engine) == {"callback"}
+
+
+def test_in_a_batch_the_failing_webhook_runs_once_and_keeps_its_own_answer(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/once.db"
+    engine = _table(url)
+    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
+    other = sqlite3.connect(f"{tmp_path}/once.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    runs: list[str] = []
+
+    def counted(name: str, *, fails: bool = False) -> Callable[[Session, Guard], tuple[str, None]]:
+        inner = _writes(name, fails=fails)
+
+        def work(db: Session, guard: Guard) -> tuple[str, None]:
+            runs.append(name)
+            return inner(db, guard)
+
+        return work
+
+    async def main() -> list[str]:
+        asyncio.get_running_loop().call_later(0.1, other.execute, "COMMIT")
+        works = [counted("a"), counted("bad", fails=True), counted("b")]
+        return await asyncio.gather(*(runner.run(work, lambda: "late") for work in works))
+
+    answers = asyncio.run(main())
+    runner.shutdown()
+
+    assert answers == ["a", "apology", "b"]
+    assert runs.count("bad") == 1  # its apology is counted and logged once
+    assert _names(engine) == {"a", "b"}
+
+
+def test_a_callback_in_a_batch_whose_commit_fails_is_tried_again(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/again.db"
+    engine = _table(url)
+    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
+    other = sqlite3.connect(f"{tmp_path}/again.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    failures = ["disk I/O error"]
+
+    def once(conn: Connection) -> None:
+        if failures:
+            raise sqlite3.OperationalError(failures.pop())
+
+    event.listen(runner.engine, "commit", once)
+
+    async def main() -> list[str]:
+        asyncio.get_running_loop().call_later(0.1, other.execute, "COMMIT")
+        return await asyncio.gather(
+            runner.run(_writes("call"), lambda: "apology"),
+            runner.run(_writes("callback"), lambda: "empty", keep=True),
+        )
+
+    answers = asyncio.run(main())
+    runner.shutdown()
+
+    assert answers == ["apology", "callback"]
+    assert _names(engine) == {"callback"}
+
+
+def test_a_webhook_answered_with_the_apology_during_its_commit_sends_no_rest_request(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/late-commit.db"
+    _table(url)
+    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url, synchronous="full")
+    runner.deadline_seconds = 0.2
+    event.listen(runner.engine, "commit", lambda conn: time.sleep(1.0))
+    rung: list[str] = []
+
+    def rings(db: Session, guard: Guard) -> tuple[str, Callable[[], None]]:
+        db.execute(text("INSERT INTO note (name) VALUES ('call')"))
+        db.commit()
+        return "connecting", lambda: rung.append("partner")
+
+    async def main() -> str:
+        answer = await runner.run(rings, lambda: "apology")
+        await asyncio.sleep(1.2)  # the commit ends meanwhile
+        return answer
+
+    answer = asyncio.run(main())
+    runner.shutdown()
+
+    assert answer == "apology"
+    assert rung == []  # no partner's phone rings for a call its caller was told had failed
+
+
+def test_an_apology_the_line_gives_is_counted_against_its_own_request(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/whose.db"
+    _table(url)
+    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
+    refused = [True]
+
+    def refuse(conn: Connection) -> None:
+        if refused:
+            refused.pop()
+            raise sqlite3.OperationalError("disk I/O error")
+
+    event.listen(runner.engine, "begin", refuse)
+    whose: contextvars.ContextVar[str] = contextvars.ContextVar("whose", default="nobody")
+    heard: list[str] = []
+
+    async def request(name: str) -> str:
+        whose.set(name)
+        return await runner.run(_writes(name), lambda: heard.append(whose.get()) or "apology")
+
+    async def main() -> list[str]:
+        return await asyncio.gather(request("R1"), request("R2"))
+
+    answers = asyncio.run(main())
+    runner.shutdown()
+
+    assert answers == ["apology", "apology"]
+    assert sorted(heard) == ["R1", "R2"]

@@ -465,9 +465,9 @@ def _handler(step: str) -> Handler:
 
 class _AfterCommit(Dialer):
     """The dialer as a step sees it: what it submits goes to the real dialer only once the
-    step's transaction is committed. Under a group commit (app/deadline.py) the step's own
-    commit() only releases its savepoint; the partner's phone must not ring for a call
-    that is not stored yet."""
+    step's transaction is committed. In a batch (app/deadline.py) the step's own commit()
+    only flushes into the batch's transaction; the partner's phone must not ring for a
+    call that is not stored yet."""
 
     def __init__(self, dialer: Dialer) -> None:  # no threads of its own: it only holds requests
         self._dialer = dialer
