@@ -1,15 +1,15 @@
-"""The inbound call's fast path: a known caller in three statements, on the driver's cursor.
+"""The inbound call's fast path: a known caller in two statements, on the driver's cursor.
 
 `POST /twilio/voice` from a participant's home phone is the request a surge is made of
 (a reminder wave answered at once, Twilio's backlog after a fault). Through the ORM it
 ran nine statements and spent most of its time in SQLAlchemy: building cache keys,
 loading rows into the identity map, flushing. Here the same facts come from:
 
-1. one read of the caller, their pair and their partner by the caller's blind index
-   (and whether this call already has a row: a repeated webhook);
-2. one read of whether the partner is on another call and how many of the partner's
-   calls did not reach the caller since the pair last talked;
-3. one `INSERT ... ON CONFLICT DO NOTHING` of the call's row with its final values.
+1. one read of the caller, their pair and their partner by the caller's blind index,
+   whether the partner is on another call, how many of the partner's calls did not
+   reach the caller since the pair last talked (the services' own statements, asked of
+   that row), and whether this call already has a row (a repeated webhook);
+2. one `INSERT ... ON CONFLICT DO NOTHING` of the call's row with its final values.
 
 The statements are the services' own SQLAlchemy Core statements (app/services/calls.py),
 compiled once per dialect and run on the cursor of the session's pooled connection, in
