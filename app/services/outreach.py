@@ -23,8 +23,9 @@ from app.crypto import PhoneVault
 from app.models import Call, Participant, StaffUser
 from app.services.calls import new_room
 from app.services.errors import Conflict, Invalid
+from app.services.participants import quiet_hours_of
 from ivr.phone import InvalidPhoneNumber, masked, normalise
-from ivr.quiet_hours import InvalidQuietHours, QuietHours, is_quiet, quiet_ends_at, zone
+from ivr.quiet_hours import is_quiet, quiet_ends_at, zone
 from ivr.vocab import CallKind, CallStatus, Outcome, ParticipantStatus
 
 REASON_LENGTH = 500
@@ -86,12 +87,12 @@ def set_digest_hour(user: StaffUser, hour: int | None) -> None:
 
 def in_quiet_hours(person: Participant, now: datetime) -> datetime | None:
     """When the participant's quiet hours end, if they are in them now; None otherwise."""
-    if not person.quiet_hours:
+    quiet = quiet_hours_of(person)
+    if quiet is None:
         return None
     try:
-        quiet = QuietHours.parse(person.quiet_hours)
         zone(person.timezone)
-    except (InvalidQuietHours, Exception):
+    except Exception:
         return None
     return quiet_ends_at(quiet, person.timezone, now) if is_quiet(quiet, person.timezone, now) else None
 

@@ -118,10 +118,16 @@ def enrol(
 
 def quiet_hours_of(person: Participant) -> QuietHours | None:
     """The participant's quiet hours; a stored value that no longer parses counts as none."""
-    if not person.quiet_hours:
+    return stored_quiet_hours(person.quiet_hours)
+
+
+def stored_quiet_hours(text: str | None) -> QuietHours | None:
+    """Quiet hours as stored on a participant's row; a value that no longer parses counts
+    as none (for statements that read the column without loading the participant)."""
+    if not text:
         return None
     try:
-        return QuietHours.parse(person.quiet_hours)
+        return QuietHours.parse(text)
     except InvalidQuietHours:
         return None
 

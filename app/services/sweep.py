@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.crypto import PhoneVault
 from app.models import Pair, Participant, Reminder
 from app.services import calls, reminders
+from app.services.participants import stored_quiet_hours
 from app.services.policy import Policy
 from app.twilio.forms import StatusCallback
 from app.twilio.rest import (
@@ -49,7 +50,6 @@ from app.twilio.rest import (
 )
 from ivr import reminders as policy_rules
 from ivr.flow import Urls
-from ivr.quiet_hours import InvalidQuietHours, QuietHours
 from ivr.vocab import CallKind, ParticipantStatus, ReminderState, StepName
 
 log = logging.getLogger(__name__)
@@ -345,7 +345,7 @@ def claim_next(
             _set(db, reminder_id, now, _DEFERRED, b_at=now + STAGGER)
             report.deferred += 1
             continue
-        ring_at = policy_rules.next_call_time(now, tz, policy.reminder_window, _quiet_hours(quiet))
+        ring_at = policy_rules.next_call_time(now, tz, policy.reminder_window, stored_quiet_hours(quiet))
         if ring_at is None:
             _set(db, reminder_id, now, _FAILED, b_error="no allowed hours outside quiet hours")
             report.failed += 1
@@ -356,16 +356,6 @@ def claim_next(
             continue
         _set(db, reminder_id, now, _CLAIMED)
         return Placement(reminder_id, person_id, pair_id, phone)
-
-
-def _quiet_hours(text: str | None) -> QuietHours | None:
-    """As participants.quiet_hours_of: a stored value that no longer parses counts as none."""
-    if not text:
-        return None
-    try:
-        return QuietHours.parse(text)
-    except InvalidQuietHours:
-        return None
 
 
 def _record_placement(

@@ -45,8 +45,8 @@ from app.crypto import PhoneVault
 from app.models import Call, Pair, Participant
 from app.services import calls
 from app.services.outbound import Outbound, PlacePartnerLeg
+from app.services.participants import stored_quiet_hours
 from ivr.phone import is_withheld, try_normalise
-from ivr.quiet_hours import InvalidQuietHours, QuietHours
 from ivr.vocab import CallKind, Language, Outcome, ParticipantStatus
 
 # ---------------------------------------------------------------- memoised pure work
@@ -228,16 +228,8 @@ def _statements(dialect: Dialect) -> _Statements:
 # ---------------------------------------------------------------- the inbound call
 
 
-def _quiet_hours(text: str | None) -> QuietHours | None:
-    if not text:
-        return None
-    try:
-        return QuietHours.parse(text)
-    except InvalidQuietHours:
-        return None
-
-
-def _language(code: str | None) -> Language | None:
+def language(code: str | None) -> Language | None:
+    """A language code as stored or sent, if it names a supported language."""
     try:
         return Language(code) if code else None
     except ValueError:
@@ -291,8 +283,8 @@ def known_caller(
             me_id,
             me_name,
             me_zone,
-            _quiet_hours(me_quiet),
-            language=lang or _language(me_lang) or Language.EN,
+            stored_quiet_hours(me_quiet),
+            language=lang or language(me_lang) or Language.EN,
         )
         if pair_id is None or not pair_open:
             caller = flow.Caller(me)
@@ -300,7 +292,7 @@ def known_caller(
             caller = flow.Caller(me, pair_id)
         else:
             partner = flow.Partner(
-                other_id, other_name, other_zone, _quiet_hours(other_quiet), on_call=bool(on_call)
+                other_id, other_name, other_zone, stored_quiet_hours(other_quiet), on_call=bool(on_call)
             )
             caller = flow.Caller(me, pair_id, partner, int(missed or 0))
     finally:

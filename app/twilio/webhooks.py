@@ -74,7 +74,7 @@ class Turn:
     def speaking(self, language: Language | str | None) -> flow.Line:
         """The line as this step's listener hears it: the URL's `lang` first (the step
         that wrote it knew), else what the call's row says, else English."""
-        chosen = self.request.query.lang or _language(language)
+        chosen = self.request.query.lang or fast.language(language)
         if chosen is not None:
             self.line = self.line.speaking(chosen)
         return self.line
@@ -94,13 +94,6 @@ def _region(ctx: Context, request: VoiceRequest) -> str:
         if e164 is not None and e164 != ctx.settings.programme_number:
             return fast.region_of(e164) or ctx.settings.default_region
     return ctx.settings.default_region
-
-
-def _language(code: Language | str | None) -> Language | None:
-    try:
-        return Language(code) if code else None
-    except ValueError:
-        return None
 
 
 def _line(ctx: Context, request: VoiceRequest | None = None, db: Session | None = None) -> flow.Line:
@@ -201,7 +194,9 @@ def _caller(turn: Turn, person: Participant | None, call: Call) -> flow.Caller |
         return None
     facts = calls.caller_facts(turn.db, turn.ctx.vault, person, now=turn.line.now, exclude_call_id=call.id)
     # a language chosen by key on this call wins over the one on record
-    language = turn.request.query.lang or _language(call.caller_language) or _language(person.language)
+    language = (
+        turn.request.query.lang or fast.language(call.caller_language) or fast.language(person.language)
+    )
     return dataclasses.replace(
         facts, person=dataclasses.replace(facts.person, language=language or Language.EN)
     )
@@ -395,7 +390,7 @@ def reminder(turn: Turn) -> flow.Step:
     if person is not None:
         call.initiator_id = call.initiator_id or person.id
         call.pair_id = call.pair_id or person.active_pair_id
-        language = _language(call.caller_language) or _language(person.language) or Language.EN
+        language = fast.language(call.caller_language) or fast.language(person.language) or Language.EN
         facts = flow.Person(person.id, person.name, person.timezone, language=language)
     step = flow.reminder(
         facts,
