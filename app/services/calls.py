@@ -431,19 +431,10 @@ def refresh_outcome(db: Session, call: Call, policy: Policy, *, now: datetime, r
 
 
 def _refresh_bridged(db: Session, call: Call, policy: Policy, *, recount: bool) -> None:
-    if recount or call.talk_seconds is None:
-        call.talk_seconds = _talk_time(
-            db, call.id, call.twilio_call_sid, call.partner_call_sid, call.ended_at, call.partner_ended_at
-        )
     talk = call.talk_seconds
-    bridged = flow.BridgedCall(
-        accepted=call.accepted_at is not None,
-        caller_status=call.status,
-        partner_status=call.partner_status,
-        machine=call.partner_answered_by is not None and call.partner_answered_by.is_machine,
-        talk_seconds=talk,
-    )
-    ending = flow.bridged_ending(bridged, min_contact_seconds=policy.min_contact_seconds)
+    if recount or talk is None:
+        talk = call.talk_seconds = _talk_time(db, call)
+    ending = _bridged_ending(call, talk, policy)
     if ending is None:
         return
     call.outcome, call.duration_seconds = ending.outcome, ending.duration_seconds
@@ -454,29 +445,36 @@ def _refresh_bridged(db: Session, call: Call, policy: Policy, *, recount: bool) 
             reminders.contact_made(db, pair, call.accepted_at, policy=policy)
 
 
-def _talk_time(
-    db: Session,
-    call_id: int,
-    caller_sid: str,
-    partner_sid: str | None,
-    caller_ended_at: datetime | None,
-    partner_ended_at: datetime | None,
-) -> int:
-    """The talk time counted afresh from every room change kept for the call."""
-    if partner_sid is None:
+def _bridged_ending(call: Any, talk: int, policy: Policy) -> flow.Ending | None:
+    """What a bridged call ends as, from its row (the ORM's or a plain one) and a talk time;
+    None while it is not decided."""
+    bridged = flow.BridgedCall(
+        accepted=call.accepted_at is not None,
+        caller_status=call.status,
+        partner_status=call.partner_status,
+        machine=call.partner_answered_by is not None and call.partner_answered_by.is_machine,
+        talk_seconds=talk,
+    )
+    return flow.bridged_ending(bridged, min_contact_seconds=policy.min_contact_seconds)
+
+
+def _talk_time(db: Session, call: Any) -> int:
+    """The talk time counted afresh from every room change kept for the call (its row: the
+    ORM's or a plain one)."""
+    if call.partner_call_sid is None:
         return 0  # nobody else was ever in the room (flow.talk_time)
     changes = [
         flow.RoomChange(event, conference_sid, participant_sid or None, at, sequence)
         for event, conference_sid, participant_sid, at, sequence in db.connection().execute(
-            _EVENTS, {"call": call_id}
+            _EVENTS, {"call": call.id}
         )
     ]
     return flow.talk_time(
         changes,
-        caller_sid=caller_sid,
-        partner_sid=partner_sid,
-        caller_ended_at=caller_ended_at,
-        partner_ended_at=partner_ended_at,
+        caller_sid=call.twilio_call_sid,
+        partner_sid=call.partner_call_sid,
+        caller_ended_at=call.ended_at,
+        partner_ended_at=call.partner_ended_at,
     )
 
 
@@ -664,17 +662,8 @@ def apply_conference(db: Session, callback: ConferenceCallback, *, now: datetime
     if not kept:
         return
     if _counted_in_the_room(call):
-        talk = _talk_time(
-            db, call.id, call.twilio_call_sid, call.partner_call_sid, call.ended_at, call.partner_ended_at
-        )
-        bridged = flow.BridgedCall(
-            accepted=call.accepted_at is not None,
-            caller_status=call.status,
-            partner_status=call.partner_status,
-            machine=call.partner_answered_by is not None and call.partner_answered_by.is_machine,
-            talk_seconds=talk,
-        )
-        if flow.bridged_ending(bridged, min_contact_seconds=policy.min_contact_seconds) is None:
+        talk = _talk_time(db, call)
+        if _bridged_ending(call, talk, policy) is None:
             if talk != call.talk_seconds:
                 conn.execute(_SET_TALK, {"call": call.id, "talk": talk})
             return
