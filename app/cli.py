@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.orm import Session
 
-from app.cli_common import fail, settings_or_fail
+from app.cli_common import fail, fail_unexpected, settings_or_fail
 from app.cli_common import parse_at as _parse_at
 from app.cli_digest import digest_cli
 from app.cli_export import export_cli
@@ -77,8 +77,7 @@ def session(words: dict[str, str] | None = None) -> Iterator[tuple[Session, Sett
     except Exception as exc:  # a readable line, never a traceback
         if isinstance(exc, typer.Exit):
             raise
-        logging.getLogger(__name__).debug("command failed", exc_info=True)
-        fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'failed'}")
+        fail_unexpected(exc, "command")
     finally:
         engine.dispose()
 

@@ -6,6 +6,7 @@ app/cli_digest.py) can use them without importing it.
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime, time, timedelta
 from typing import NoReturn
@@ -20,6 +21,13 @@ def fail(message: str) -> NoReturn:
     # pydantic's "Value error, " says which Python exception it caught, not what is wrong
     typer.secho(f"error: {message.replace('Value error, ', '')}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
+
+
+def fail_unexpected(exc: BaseException, doing: str) -> NoReturn:
+    """A failure nobody planned for: one readable line (the exception's kind and the first
+    line of what it says), never a traceback; the traceback goes to the debug log."""
+    logging.getLogger(__name__).debug("%s failed", doing, exc_info=exc)
+    fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'failed'}")
 
 
 def settings_or_fail() -> Settings:

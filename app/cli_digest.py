@@ -8,14 +8,13 @@ does not import app.cli (which imports it): errors are one line on standard erro
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
 
-from app.cli_common import fail, parse_at, settings_or_fail
+from app.cli_common import fail, fail_unexpected, parse_at, settings_or_fail
 from app.context import Context, system_clock
 from app.crypto import PhoneVault
 from app.db import make_engine, make_sessionmaker
@@ -62,8 +61,7 @@ def digest_send(
         else:
             report = send_digests(make_sessionmaker(engine), ctx, mailer.send)
     except Exception as exc:  # a readable line, never a traceback
-        logging.getLogger(__name__).debug("digest failed", exc_info=True)
-        fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'failed'}")
+        fail_unexpected(exc, "digest")
     finally:
         engine.dispose()
 

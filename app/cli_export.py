@@ -7,14 +7,13 @@ standard error and exit code 2, as everywhere on the command line.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from app.cli_common import fail, settings_or_fail
+from app.cli_common import fail, fail_unexpected, settings_or_fail
 from app.db import make_engine, make_sessionmaker
 from app.services import audit, engagement, research
 from app.services.audit import Action
@@ -67,8 +66,7 @@ def export_research(
     except (ServiceError, OSError) as exc:
         fail(str(exc))
     except Exception as exc:  # a readable line, never a traceback
-        logging.getLogger(__name__).debug("export failed", exc_info=True)
-        fail(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'failed'}")
+        fail_unexpected(exc, "export")
     finally:
         engine.dispose()
     for path in written:
