@@ -256,7 +256,7 @@ class DeadlineRunner:
                 future.add_done_callback(_retrieve)
                 return self._answered_early(fallback)
         except Exception:
-            # the work could not even answer for itself (its group commit failed): nothing
+            # the work could not even answer for itself (its transaction failed): nothing
             # of it is stored, and the caller hears the apology
             log.warning("a webhook's transaction failed; the caller hears the apology")
             return fallback()
@@ -334,12 +334,16 @@ class DeadlineRunner:
             loop = asyncio.get_running_loop()
             loop.call_later(COMMIT_GRACE_SECONDS, self._commit_outlasted, waiting)
             return
+        if not waiting.kept and waiting in self._waiting:
+            self._waiting.remove(waiting)  # it never runs
+        self._too_late(waiting)
+
+    def _too_late(self, waiting: _Waiting[Any]) -> None:
+        """Answered now with the fallback: a callback stays in line and is still recorded;
+        a voice step has missed its deadline."""
         if waiting.kept:
-            # answered now; it stays in line and is still recorded
             waiting.future.set_result(waiting.context.run(self._answered_early, waiting.fallback))
             return
-        if waiting in self._waiting:
-            self._waiting.remove(waiting)
         waiting.context.run(self._missed, waiting.started)
         waiting.future.set_result(_fallback(waiting))
 
@@ -400,13 +404,12 @@ class DeadlineRunner:
     def _commit_outlasted(self, waiting: _Waiting[Any]) -> None:
         if waiting.future.done():
             return
-        if waiting.kept:
-            waiting.future.set_result(waiting.context.run(self._answered_early, waiting.fallback))
-            return
-        waiting.gave_up = True
-        waiting.context.run(log.error, "a webhook's commit outlasted its grace; the caller hears the apology")
-        waiting.context.run(self._missed, waiting.started)
-        waiting.future.set_result(_fallback(waiting))
+        if not waiting.kept:
+            waiting.gave_up = True
+            waiting.context.run(
+                log.error, "a webhook's commit outlasted its grace; the caller hears the apology"
+            )
+        self._too_late(waiting)
 
     def _expire(self) -> None:
         """A webhook still in line at its deadline hears the fallback and never runs; a
@@ -420,10 +423,8 @@ class DeadlineRunner:
                     "a callback was not recorded: the database was unusable for %.0f s",
                     LATE_SECONDS,
                 )
-            elif not waiting.future.done():
-                waiting.context.run(self._missed, waiting.started)
             if not waiting.future.done():
-                _settle(waiting, _fallback(waiting))
+                self._too_late(waiting)
 
     def _stop_line(self) -> None:
         """The service is stopping: whoever is still in line hears the fallback."""
