@@ -163,17 +163,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(engine.url.render_as_string(hide_password=False))
 
 
+def suite_settings(database_url: str, **changes: Any) -> Settings:
+    """The suite's settings on a database; `changes` set or unset any of them."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "public_base_url": PUBLIC_BASE_URL,
+        "twilio_auth_token": AUTH_TOKEN,
+        "twilio_phone_number": PROGRAMME_NUMBER,
+        "secret_key": SECRET,
+        "scheduler_enabled": False,
+        "support_phone_number": SUPPORT,
+    }
+    return Settings(**{**values, **changes})
+
+
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(
-        database_url=database_url,
-        public_base_url=PUBLIC_BASE_URL,
-        twilio_auth_token=AUTH_TOKEN,
-        twilio_phone_number=PROGRAMME_NUMBER,
-        secret_key=SECRET,
-        scheduler_enabled=False,
-        support_phone_number=SUPPORT,
-    )
+    return suite_settings(database_url)
 
 
 @pytest.fixture

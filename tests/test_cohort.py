@@ -13,21 +13,14 @@ from app.db import make_engine, make_sessionmaker
 from app.models import Call, CareTeamMessage, Pair
 from app.settings import Settings
 from app.simulator import cohort
-from tests.conftest import AUTH_TOKEN, PROGRAMME_NUMBER, PUBLIC_BASE_URL, SECRET
+from tests.conftest import AUTH_TOKEN, SECRET, suite_settings
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday; the weeks cross the change to summer time
 WEEK = timedelta(days=7)
 
 
 def _settings(database_url: str) -> Settings:
-    return Settings(
-        database_url=database_url,
-        public_base_url=PUBLIC_BASE_URL,
-        twilio_auth_token=AUTH_TOKEN,
-        twilio_phone_number=PROGRAMME_NUMBER,
-        secret_key=SECRET,
-        scheduler_enabled=False,
-    )
+    return suite_settings(database_url, support_phone_number=None)
 
 
 def _aware(moment: datetime) -> datetime:

@@ -23,9 +23,8 @@ from sqlalchemy import select
 from app.db import make_engine, make_sessionmaker
 from app.models import Pair
 from app.services import engagement, research
-from app.settings import Settings
 from app.simulator import cohort
-from tests.conftest import AUTH_TOKEN, PROGRAMME_NUMBER, PUBLIC_BASE_URL, SECRET
+from tests.conftest import suite_settings
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday; the weeks cross the change to summer time
 PAIRS, WEEKS = 12, 10
@@ -52,14 +51,7 @@ def simulated(
     request: pytest.FixtureRequest, database_url: str, tmp_path: Path
 ) -> Iterator[tuple[Truth, Any]]:
     """A cohort simulated into the test database, its truth files read back, and a session."""
-    settings = Settings(
-        database_url=database_url,
-        public_base_url=PUBLIC_BASE_URL,
-        twilio_auth_token=AUTH_TOKEN,
-        twilio_phone_number=PROGRAMME_NUMBER,
-        secret_key=SECRET,
-        scheduler_enabled=False,
-    )
+    settings = suite_settings(database_url, support_phone_number=None)
     truth_file = tmp_path / "truth.jsonl"
     cohort.simulate(settings, pairs=PAIRS, weeks=WEEKS, seed=request.param, start=START, truth=truth_file)
     pairs = cohort.read_truth_pairs(truth_file)

@@ -163,6 +163,23 @@ def _table(url: str) -> Engine:
     return engine
 
 
+def _phone_line(tmp_path: Path, *, synchronous: str = "normal") -> tuple[Engine, DeadlineRunner]:
+    """A table in a fresh SQLite file, and the phone line's runner on it."""
+    url = f"sqlite:///{tmp_path}/line.db"
+    return _table(url), DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url, synchronous=synchronous)
+
+
+def _behind_a_held_lock(
+    tmp_path: Path, *, synchronous: str = "normal"
+) -> tuple[Engine, DeadlineRunner, sqlite3.Connection]:
+    """The same, and another process's connection holding SQLite's writer lock: the
+    webhooks wait until it commits."""
+    engine, runner = _phone_line(tmp_path, synchronous=synchronous)
+    other = sqlite3.connect(f"{tmp_path}/line.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    return engine, runner, other
+
+
 def _names(engine: Engine) -> set[str]:
     with engine.begin() as conn:
         return {row[0] for row in conn.execute(text("SELECT name FROM note"))}
@@ -185,12 +202,9 @@ def _writes(name: str, *, fails: bool = False) -> Callable[[Session, Guard], tup
 
 
 def test_a_group_commit_stores_every_webhook_but_the_one_that_failed(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/group.db"
-    engine = _table(url)
-    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url, synchronous="full")
+    # the webhooks queue up behind the lock and go as one batch
+    engine, runner, other = _behind_a_held_lock(tmp_path, synchronous="full")
     assert runner.mode == "group"
-    other = sqlite3.connect(f"{tmp_path}/group.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # the webhooks queue up and go as one batch
     commits: list[str] = []
     event.listen(runner.engine, "commit", lambda conn: commits.append("commit"))
 
@@ -210,9 +224,7 @@ def test_a_group_commit_stores_every_webhook_but_the_one_that_failed(tmp_path: P
 def test_a_group_commit_held_up_by_the_disk_answers_after_its_grace_and_the_loop_goes_on(
     tmp_path: Path,
 ) -> None:
-    url = f"sqlite:///{tmp_path}/slow.db"
-    _table(url)
-    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url, synchronous="full")
+    _, runner = _phone_line(tmp_path, synchronous="full")
     runner.deadline_seconds = 0.2
     event.listen(runner.engine, "commit", lambda conn: time.sleep(1.0))  # an fsync that stalls
 
@@ -242,12 +254,8 @@ def test_a_group_commit_held_up_by_the_disk_answers_after_its_grace_and_the_loop
 
 
 def test_inline_webhooks_wait_for_a_held_writer_lock_without_stopping_the_event_loop(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/inline.db"
-    _table(url)
-    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
+    _, runner, other = _behind_a_held_lock(tmp_path)  # another process's lock
     assert runner.mode == "inline"
-    other = sqlite3.connect(f"{tmp_path}/inline.db", isolation_level=None)  # another process's lock
-    other.execute("BEGIN IMMEDIATE")
 
     async def main() -> tuple[str, int, float]:
         ticks = 0
@@ -276,12 +284,8 @@ def test_inline_webhooks_wait_for_a_held_writer_lock_without_stopping_the_event_
 def test_an_inline_webhook_that_cannot_get_the_lock_in_time_hears_the_apology_and_writes_nothing(
     tmp_path: Path,
 ) -> None:
-    url = f"sqlite:///{tmp_path}/locked.db"
-    engine = _table(url)
-    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
+    engine, runner, other = _behind_a_held_lock(tmp_path)
     runner.deadline_seconds = 0.3
-    other = sqlite3.connect(f"{tmp_path}/locked.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
 
     started = time.monotonic()
     answer = asyncio.run(runner.run(_writes("never"), lambda: "apology"))
@@ -297,11 +301,7 @@ def test_an_inline_webhook_that_cannot_get_the_lock_in_time_hears_the_apology_an
 def test_inline_webhooks_waiting_together_are_committed_together_but_the_one_that_failed(
     tmp_path: Path,
 ) -> None:
-    url = f"sqlite:///{tmp_path}/batch.db"
-    engine = _table(url)
-    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
-    other = sqlite3.connect(f"{tmp_path}/batch.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # they all wait, then find the lock free at once
+    engine, runner, other = _behind_a_held_lock(tmp_path)  # they all wait, then find the lock free at once
     commits: list[str] = []
     event.listen(runner.engine, "commit", lambda conn: commits.append("commit"))
 
@@ -321,11 +321,7 @@ def test_inline_webhooks_waiting_together_are_committed_together_but_the_one_tha
 def test_in_a_batch_a_webhook_that_raises_or_writes_after_its_rollback_loses_only_its_own_work(
     tmp_path: Path,
 ) -> None:
-    url = f"sqlite:///{tmp_path}/raises.db"
-    engine = _table(url)
-    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
-    other = sqlite3.connect(f"{tmp_path}/raises.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
+    engine, runner, other = _behind_a_held_lock(tmp_path)
 
     def raises(db: Session, guard: Guard) -> tuple[str, None]:
         db.execute(text("INSERT INTO note (name) VALUES ('raised')"))
@@ -355,11 +351,7 @@ def test_in_a_batch_a_webhook_that_raises_or_writes_after_its_rollback_loses_onl
 def test_when_a_batch_cannot_commit_every_webhook_in_it_hears_the_apology_and_nothing_is_stored(
     tmp_path: Path,
 ) -> None:
-    url = f"sqlite:///{tmp_path}/refused.db"
-    engine = _table(url)
-    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
-    other = sqlite3.connect(f"{tmp_path}/refused.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
+    engine, runner, other = _behind_a_held_lock(tmp_path)
 
     def refuse(conn: Connection) -> None:
         raise sqlite3.OperationalError("disk I/O error")
@@ -378,12 +370,8 @@ def test_when_a_batch_cannot_commit_every_webhook_in_it_hears_the_apology_and_no
 
 
 def test_a_webhook_still_waiting_at_its_deadline_is_answered_and_the_rest_go_on(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/expire.db"
-    engine = _table(url)
-    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
+    engine, runner, other = _behind_a_held_lock(tmp_path)
     runner.deadline_seconds = 0.3
-    other = sqlite3.connect(f"{tmp_path}/expire.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
 
     async def main() -> list[str]:
         early = asyncio.ensure_future(runner.run(_writes("early"), lambda: "apology"))
@@ -507,12 +495,8 @@ def test_a_kept_callback_answers_at_its_deadline_and_is_still_stored(tmp_path: P
 def test_a_kept_callback_in_the_loop_answers_at_its_deadline_and_is_stored_once_the_lock_frees(
     tmp_path: Path, synchronous: str
 ) -> None:
-    url = f"sqlite:///{tmp_path}/kept-inline.db"
-    engine = _table(url)
-    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url, synchronous=synchronous)
+    engine, runner, other = _behind_a_held_lock(tmp_path, synchronous=synchronous)
     runner.deadline_seconds = 0.2
-    other = sqlite3.connect(f"{tmp_path}/kept-inline.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
 
     async def main() -> str:
         asyncio.get_running_loop().call_later(0.5, other.execute, "COMMIT")
@@ -531,11 +515,7 @@ def test_a_kept_callback_in_the_loop_answers_at_its_deadline_and_is_stored_once_
 
 
 def test_in_a_batch_the_failing_webhook_runs_once_and_keeps_its_own_answer(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/once.db"
-    engine = _table(url)
-    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
-    other = sqlite3.connect(f"{tmp_path}/once.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
+    engine, runner, other = _behind_a_held_lock(tmp_path)
     runs: list[str] = []
 
     def counted(name: str, *, fails: bool = False) -> Callable[[Session, Guard], tuple[str, None]]:
@@ -561,11 +541,7 @@ def test_in_a_batch_the_failing_webhook_runs_once_and_keeps_its_own_answer(tmp_p
 
 
 def test_a_callback_in_a_batch_whose_commit_fails_is_tried_again(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/again.db"
-    engine = _table(url)
-    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
-    other = sqlite3.connect(f"{tmp_path}/again.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
+    engine, runner, other = _behind_a_held_lock(tmp_path)
     failures = ["disk I/O error"]
 
     def once(conn: Connection) -> None:
@@ -589,9 +565,7 @@ def test_a_callback_in_a_batch_whose_commit_fails_is_tried_again(tmp_path: Path)
 
 
 def test_a_webhook_answered_with_the_apology_during_its_commit_sends_no_rest_request(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/late-commit.db"
-    _table(url)
-    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url, synchronous="full")
+    _, runner = _phone_line(tmp_path, synchronous="full")
     runner.deadline_seconds = 0.2
     event.listen(runner.engine, "commit", lambda conn: time.sleep(1.0))
     rung: list[str] = []
@@ -614,9 +588,7 @@ def test_a_webhook_answered_with_the_apology_during_its_commit_sends_no_rest_req
 
 
 def test_an_apology_the_line_gives_is_counted_against_its_own_request(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/whose.db"
-    _table(url)
-    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
+    _, runner = _phone_line(tmp_path)
     refused = [True]
 
     def refuse(conn: Connection) -> None:

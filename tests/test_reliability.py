@@ -47,6 +47,7 @@ from tests.conftest import (
     SUPPORT,
     free_port,
     new_pg_database,
+    suite_settings,
 )
 from tests.faults import Mode, TcpProxy
 
@@ -171,15 +172,7 @@ def _record(name: str, how: str, burst: Burst, recovered: float, stored: str) ->
 
 
 def _settings(url: str) -> Settings:
-    return Settings(
-        database_url=url,
-        public_base_url=PUBLIC_BASE_URL,
-        twilio_auth_token=AUTH_TOKEN,
-        twilio_phone_number=PROGRAMME_NUMBER,
-        secret_key=SECRET,
-        scheduler_enabled=False,
-        support_phone_number=SUPPORT,
-    )
+    return suite_settings(url)
 
 
 def _enrol(url: str) -> None:
