@@ -612,3 +612,48 @@ def test_an_apology_the_line_gives_is_counted_against_its_own_request(tmp_path: 
 
     assert answers == ["apology", "apology"]
     assert sorted(heard) == ["R1", "R2"]
+
+
+def test_a_fast_path_call_that_fails_after_writing_its_row_keeps_none_and_its_batch_keeps_the_rest(
+    app: FastAPI, phone: Telephone, programme: Programme, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # in a batch the fast path writes on the batch's connection itself, outside the
+    # session: a step failing after that write must still take its row out of the batch
+    ana, bea = programme.enrol("Ana", ANA), programme.enrol("Bea", BEA)
+    programme.pair(ana, bea)
+    monkeypatch.setattr(dialer_for(app), "submit", lambda requests: None)
+    bad = "CA" + "b" * 32
+    write = fast.write_call
+
+    def fails_after_writing(db: Session, call: Call, outbound: list[Outbound]) -> list[Outbound] | None:
+        written = write(db, call, outbound)
+        if call.twilio_call_sid == bad:
+            raise RuntimeError("a fault after the call's row was written")
+        return written
+
+    monkeypatch.setattr(fast, "write_call", fails_after_writing)
+    sids = ["CA" + "1" * 32, bad, "CA" + "2" * 32]
+    answers: dict[str, str] = {}
+    held = None
+    if settings.database_url.startswith("sqlite"):
+        # another connection holds the writer lock: the three calls wait, then go as one batch
+        held = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), isolation_level=None)
+        held.execute("BEGIN IMMEDIATE")
+
+    def call_in(sid: str) -> None:
+        answers[sid] = _call_in(phone, sid)
+
+    threads = [threading.Thread(target=call_in, args=(sid,)) for sid in sids]
+    for t in threads:
+        t.start()
+    if held is not None:
+        time.sleep(0.3)
+        held.execute("COMMIT")
+        held.close()
+    for t in threads:
+        t.join()
+
+    apology = "cannot connect your call right now"
+    assert apology in answers[bad]
+    assert all(apology not in answers[sid] for sid in sids if sid != bad)
+    assert sorted(c.twilio_call_sid for c in programme.rows(Call)) == sorted(s for s in sids if s != bad)

@@ -74,6 +74,17 @@ def test_signature_is_checked_against_the_public_url_not_the_proxy_host(
     assert response.status_code == 200
 
 
+def test_a_signature_for_the_public_url_with_its_port_written_out_is_accepted_too(
+    client: TestClient,
+) -> None:
+    # one HMAC checks the URL as configured; the SDK's other forms of it are still tried
+    form = {"CallSid": "CAport", "From": ANA}
+    url = PUBLIC_BASE_URL.replace(".org", ".org:443") + "/twilio/voice"
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(url, form)
+    response = client.post("/twilio/voice", data=form, headers={"X-Twilio-Signature": signature})
+    assert response.status_code == 200
+
+
 @pytest.mark.parametrize(
     ("step", "form"),
     [

@@ -12,8 +12,12 @@ loading rows into the identity map, flushing. Here the same facts come from:
 2. one `INSERT ... ON CONFLICT DO NOTHING` of the call's row with its final values.
 
 The statements are the services' own SQLAlchemy Core statements (app/services/calls.py),
-compiled once per dialect and run on the cursor of the session's pooled connection, in
-the session's transaction: the webhook's one transaction and its commit are unchanged.
+compiled once per dialect and run on the cursor of the webhook's connection, in its
+transaction: the webhook's one transaction and its commit are unchanged. In a batch
+(app/deadline.py) that is the batch's connection, already in the batch's transaction,
+used directly: the session's own transaction around two statements cost more than they
+did (a webhook that fails afterwards still ends the batch's transaction, see
+app/twilio/webhooks.py).
 `ivr.flow` decides and builds the TwiML with the SDK, exactly as on the general path,
 and the effects are recorded by the same `calls.record` on a call row that is written
 once, at the end. Anything unusual (an unknown or withheld caller, a repeated webhook)
@@ -34,7 +38,7 @@ from functools import lru_cache
 from typing import Any, cast
 
 import phonenumbers
-from sqlalchemy import BindParameter, Dialect, Select, bindparam, case, select
+from sqlalchemy import BindParameter, Connection, Dialect, Select, bindparam, case, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import Executable
@@ -228,6 +232,15 @@ def _statements(dialect: Dialect) -> _Statements:
 # ---------------------------------------------------------------- the inbound call
 
 
+def connection(db: Session) -> Connection:
+    """Where the fast path's statements run: the batch's connection in its open transaction
+    when the session is bound to one (app/deadline.py), else the session's own."""
+    bind = db.get_bind()
+    if isinstance(bind, Connection) and bind.in_transaction():
+        return bind
+    return db.connection()
+
+
 def language(code: str | None) -> Language | None:
     """A language code as stored or sent, if it names a supported language."""
     try:
@@ -261,7 +274,7 @@ def known_caller(
     if e164 is None:
         return None
     indexes = blind_indexes(vault, e164)
-    cursor = db.connection().connection.cursor()
+    cursor = connection(db).connection.cursor()
     try:
         sql = _statements(db.get_bind().dialect)
         row = sql.caller.run(
@@ -323,7 +336,7 @@ def write_call(db: Session, call: Call, outbound: list[Outbound]) -> list[Outbou
     None when a row for the call appeared meanwhile (a concurrent repeat on PostgreSQL):
     then nothing was written and the general path answers.
     """
-    cursor = db.connection().connection.cursor()
+    cursor = connection(db).connection.cursor()
     try:
         # the row as set so far (an unset column is NULL): read from the instance's own
         # dict, not through 36 instrumented attribute reads

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from fastapi import FastAPI, Request, Response
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.routing import Match, Route
 from starlette.types import Scope
@@ -126,7 +127,7 @@ def _answer(
         turn = Turn(db, ctx, _line(ctx, request, db), request)
         result = handler(turn)
         guard.begin_commit()
-        db.commit()
+        _commit(db)
         dialer.submit(turn.outbound)
         return twiml(result)
     except Abandoned:
@@ -161,9 +162,23 @@ def _quietly(
     return twiml(flow.empty())
 
 
+def _commit(db: Session) -> None:
+    """The step's work committed (in a batch: flushed into the batch's transaction). A
+    fast-path step that wrote on the batch's connection directly left the session with
+    nothing of its own to commit."""
+    if db.in_transaction() or db.new:
+        db.commit()
+
+
 def _safe_rollback(db: Session) -> None:
+    """Nothing of a failed step is kept: the session's work, and what the fast path wrote
+    on the batch's connection directly; either ends the batch's transaction, which the
+    runner sees (app/deadline.py) and runs the others again without this one."""
     try:
         db.rollback()
+        bind = db.get_bind()
+        if isinstance(bind, Connection) and bind.in_transaction():
+            bind.rollback()
     except Exception:
         log.exception("rollback failed")
 
