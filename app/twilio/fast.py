@@ -107,6 +107,7 @@ class Prepared:
 
     def __init__(self, statement: Executable, dialect: Dialect, given: Sequence[str]) -> None:
         compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+        self.returning = bool(compiled.effective_returning)
         # the lists of constants (`outcome IN (...)`) are expanded once, into plain parameters
         state = compiled.construct_expanded_state(dict.fromkeys(given))
         self.sql: str = state.statement
@@ -131,8 +132,17 @@ class Prepared:
         return [values[name] for name in self.names] if self.names is not None else values
 
     def run(self, cursor: Any, given: Mapping[str, Any]) -> Any:
+        """The statement's first row."""
         cursor.execute(self.sql, self.params(given))
         return cursor.fetchone()
+
+    def made(self, cursor: Any, given: Mapping[str, Any]) -> int | None:
+        """An `INSERT`: the id of the row it made, None when it made none (a conflict)."""
+        cursor.execute(self.sql, self.params(given))
+        if self.returning:
+            row = cursor.fetchone()
+            return None if row is None else int(row[0])
+        return int(cursor.lastrowid) if cursor.rowcount == 1 else None
 
 
 _me, _other, _pair = aliased(Participant), aliased(Participant), aliased(Pair)
@@ -201,12 +211,20 @@ _COLUMNS = [column.key for column in Call.__table__.columns if column.key != "id
 
 
 def _insert(dialect: Dialect) -> Executable:
-    builder = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+    if dialect.name == "postgresql":
+        # PostgreSQL's driver says nothing of the row it made unless asked
+        return (
+            postgresql.insert(Call)
+            .values({key: bindparam(key) for key in _COLUMNS})
+            .on_conflict_do_nothing(index_elements=["twilio_call_sid"])
+            .returning(Call.id)
+        )
+    # SQLite's cursor tells whether a row was made and its id; its RETURNING cost as much
+    # again as the INSERT itself (an ephemeral table for the rows it returns)
     return (
-        builder(Call)
+        sqlite.insert(Call)
         .values({key: bindparam(key) for key in _COLUMNS})
         .on_conflict_do_nothing(index_elements=["twilio_call_sid"])
-        .returning(Call.id)
     )
 
 
@@ -342,12 +360,11 @@ def write_call(db: Session, call: Call, outbound: list[Outbound]) -> list[Outbou
         # dict, not through 36 instrumented attribute reads
         state = call.__dict__
         values = {key: state.get(key) for key in _COLUMNS}
-        row = _statements(db.get_bind().dialect).insert.run(cursor, values)
+        call_id = _statements(db.get_bind().dialect).insert.made(cursor, values)
     finally:
         cursor.close()
-    if row is None:
+    if call_id is None:
         return None
-    call_id = int(row[0])
     return [
         dataclasses.replace(request, call_id=call_id) if isinstance(request, PlacePartnerLeg) else request
         for request in outbound
