@@ -657,3 +657,64 @@ def test_a_fast_path_call_that_fails_after_writing_its_row_keeps_none_and_its_ba
     assert apology in answers[bad]
     assert all(apology not in answers[sid] for sid in sids if sid != bad)
     assert sorted(c.twilio_call_sid for c in programme.rows(Call)) == sorted(s for s in sids if s != bad)
+
+
+def _queued_behind_a_slow_one(
+    engine: Engine, works: list[Callable[[Session, Guard], tuple[str, None]]]
+) -> tuple[list[str], list[str]]:
+    """The phone line's threads mode with one thread: a first webhook holds it while the
+    others queue up behind it; their answers, and the COMMITs the engine saw."""
+    runner = DeadlineRunner(engine, mode="threads", workers=1)
+    commits: list[str] = []
+    event.listen(engine, "commit", lambda conn: commits.append("commit"))
+    gate = threading.Event()
+
+    def slow(db: Session, guard: Guard) -> tuple[str, None]:
+        gate.wait(5)
+        return _writes("first")(db, guard)
+
+    async def main() -> list[str]:
+        first = asyncio.ensure_future(runner.run(slow, lambda: "late"))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.ensure_future(runner.run(work, lambda: "late")) for work in works]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return [await first, *[await each for each in rest]]
+
+    answers = asyncio.run(main())
+    runner.shutdown()
+    return answers, list(commits)
+
+
+def test_on_the_phone_lines_threads_webhooks_waiting_together_share_one_commit(tmp_path: Path) -> None:
+    engine = _table(f"sqlite:///{tmp_path}/threads.db")
+    answers, commits = _queued_behind_a_slow_one(engine, [_writes(f"w{i}") for i in range(5)])
+
+    assert answers == ["first", "w0", "w1", "w2", "w3", "w4"]
+    assert _names(engine) == {"first", "w0", "w1", "w2", "w3", "w4"}
+    assert len(commits) == 2  # the first alone, the five that waited behind it together
+
+
+def test_on_the_phone_lines_threads_a_failing_webhook_in_a_batch_loses_only_its_own_work(
+    tmp_path: Path,
+) -> None:
+    engine = _table(f"sqlite:///{tmp_path}/threads.db")
+
+    def raises(db: Session, guard: Guard) -> tuple[str, None]:
+        db.execute(text("INSERT INTO note (name) VALUES ('raised')"))
+        raise RuntimeError("a fault the webhook does not catch")
+
+    def starts_over(db: Session, guard: Guard) -> tuple[str, None]:
+        db.execute(text("INSERT INTO note (name) VALUES ('undone')"))
+        db.rollback()
+        db.execute(text("INSERT INTO note (name) VALUES ('again')"))
+        db.commit()
+        return "again", None
+
+    works = [_writes("a"), raises, _writes("b", fails=True), starts_over, _writes("c")]
+    answers, _ = _queued_behind_a_slow_one(engine, works)
+
+    # one that raised hears the fallback, one that caught its fault its own apology; one
+    # that tried to commit a transaction of its own was refused, and hears the fallback
+    assert answers == ["first", "a", "late", "apology", "late", "c"]
+    assert _names(engine) == {"first", "a", "c"}
