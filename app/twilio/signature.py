@@ -29,6 +29,15 @@ def signed_url(base_url: str, request: Request) -> str:
     return url + ("?" + query.decode("latin-1") if query else "")
 
 
+class _Form(dict[str, str]):
+    """The posted fields, as the SDK's validator reads them first (a multidict's `getall`):
+    it otherwise tries two other kinds of mapping per field, each failing with an
+    exception, before it reads a plain dict."""
+
+    def getall(self, key: str) -> list[str]:
+        return [self[key]]
+
+
 async def _form(request: Request) -> dict[str, str]:
     """The posted fields. Twilio posts `application/x-www-form-urlencoded`: parsed here with
     the standard library, several times cheaper than the general multipart parser; any
@@ -36,7 +45,7 @@ async def _form(request: Request) -> dict[str, str]:
     if request.headers.get("content-type", "").split(";")[0].strip().lower() == FORM_TYPE:
         read = request.scope.get(BODY)  # app/bodylimit.py has read it already
         body = read if isinstance(read, bytes) else await request.body()
-        return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        return _Form(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     form = await request.form()
     return {key: value for key, value in form.multi_items() if isinstance(value, str)}
 
