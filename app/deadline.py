@@ -27,13 +27,8 @@ How the work runs depends on the database (`DeadlineRunner.for_engine`):
 - SQLite, `SQLITE_SYNCHRONOUS=full` (**group**): the same; each COMMIT also waits for
   its fsync, on that thread, and one fsync serves every webhook of the batch. Each
   webhook's work is still committed before its answer goes back.
-- PostgreSQL (**threads**): a few threads of the phone line's own run the webhooks (a
-  statement there can wait on a row lock or a hung server: never in the loop). A thread
-  takes one webhook, and with it everyone then in line: alone, a webhook is its own
-  transaction and commits itself; several share one transaction and one COMMIT, with the
-  same rules as a batch in the loop (a webhook that fails or rolls back keeps its own
-  answer, the others run again). Under load that saves each webhook a pool checkout, a
-  BEGIN and a COMMIT with its flush to the WAL.
+- PostgreSQL (**threads**): a few threads run one webhook each, one transaction each.
+  (A statement there can wait on a row lock or a hung server: never in the loop.)
 
 Callbacks (call status, conference, recording) are different: nobody listens to their
 answer, and Twilio does not send one again, so a callback that misses its deadline is
@@ -206,8 +201,6 @@ class DeadlineRunner:
         self._batch_open = False
         if mode != "threads":
             event.listen(engine, "commit", self._only_the_batch_commits)
-        elif not event.contains(engine, "commit", _only_the_runner_commits):
-            event.listen(engine, "commit", _only_the_runner_commits)
 
     @classmethod
     def for_engine(
@@ -575,75 +568,14 @@ class DeadlineRunner:
             item = self._queue.get()
             if item is None:
                 return
-            batch, stopping = self._gather(item)
+            if item.guard.abandoned:
+                continue  # its answer has already gone back: it never starts
             try:
-                while len(batch) > 1:
-                    batch = self._together(batch)
-                if batch:
-                    self._alone(batch[0])
+                self._alone(item)
             except BaseException as exc:  # never let the thread die: the phone line has no other
                 log.exception("the phone line's worker failed")
-                for each in batch:
-                    if not each.future.done():
-                        each.future.set_exception(exc)
-            if stopping:
-                return
-
-    def _gather(self, first: _Item[Any]) -> tuple[list[_Item[Any]], bool]:
-        """The item, and whoever else is in line now (up to MAX_BATCH): under load they share
-        one transaction and one COMMIT. True when the line is closing behind them."""
-        batch = [first]
-        while len(batch) < MAX_BATCH:
-            try:
-                more = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if more is None:
-                return _started(batch), True
-            batch.append(more)
-        return _started(batch), False
-
-    def _together(self, batch: list[_Item[Any]]) -> list[_Item[Any]]:
-        """Several webhooks in one transaction, each in turn, under one COMMIT; what must run
-        again (none when the batch was committed or could not be). As in the loop's modes,
-        a webhook that fails or rolls back ends the transaction for all: it keeps its own
-        answer and the others run again."""
-        done: list[tuple[_Item[Any], Any, Callable[[], None] | None]] = []
-        with self.engine.connect() as conn:
-            transaction = conn.begin()
-            conn.info[_IN_BATCH] = True
-            try:
-                for item in batch:
-                    db = Session(bind=conn, join_transaction_mode="rollback_only", expire_on_commit=False)
-                    value: Any = None
-                    failed: BaseException | None = None
-                    try:
-                        value, after = item.context.run(item.work, db, item.guard)
-                    except Exception as exc:
-                        failed = exc
-                    finally:
-                        db.close()
-                    if failed is None and conn.get_transaction() is transaction and transaction.is_active:
-                        done.append((item, value, after))
-                        continue
-                    conn.rollback()
-                    if failed is not None:
-                        item.future.set_exception(failed)
-                    else:
-                        item.future.set_result(value)
-                    return [other for other in batch if other is not item]
-            finally:
-                conn.info.pop(_IN_BATCH, None)
-            try:
-                conn.commit()
-            except Exception as exc:
-                log.exception("a batch's COMMIT failed; its webhooks hear the apology")
-                for item, _, _ in done:
+                if not item.future.done():
                     item.future.set_exception(exc)
-                return []
-        for item, value, after in done:
-            _finish(item, value, after)
-        return []
 
     def _alone(self, item: _Item[Any]) -> None:
         """One webhook, one transaction: its work commits itself."""
@@ -654,21 +586,6 @@ class DeadlineRunner:
             item.future.set_exception(exc)
             return
         _finish(item, value, after)
-
-
-_IN_BATCH = "peerline.in_batch"
-
-
-def _only_the_runner_commits(conn: Connection) -> None:
-    """On the phone line's threads: a webhook in a batch never commits a transaction of
-    its own (see DeadlineRunner._only_the_batch_commits)."""
-    if conn.info.get(_IN_BATCH):
-        raise BatchClosed("a webhook in a batch may not commit a transaction of its own")
-
-
-def _started(batch: list[_Item[Any]]) -> list[_Item[Any]]:
-    # an item whose answer has already gone back never starts
-    return [item for item in batch if not item.guard.abandoned]
 
 
 def _finish(item: _Item[Any], value: Any, after: Callable[[], None] | None) -> None:
