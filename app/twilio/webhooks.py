@@ -151,7 +151,7 @@ def _quietly(
     try:
         outbound = work() or []
         guard.begin_commit()
-        db.commit()
+        _commit(db)
         dialer.submit(outbound)
     except Abandoned:
         _safe_rollback(db)
@@ -164,8 +164,8 @@ def _quietly(
 
 def _commit(db: Session) -> None:
     """The step's work committed (in a batch: flushed into the batch's transaction). A
-    fast-path step that wrote on the batch's connection directly left the session with
-    nothing of its own to commit."""
+    step or callback that wrote on the batch's connection directly (app/twilio/fast.py)
+    left the session with nothing of its own to commit."""
     if db.in_transaction() or db.new:
         db.commit()
 
