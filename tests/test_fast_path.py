@@ -10,12 +10,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Connection, Engine, delete, event, text
+from sqlalchemy import Connection, Engine, delete, event, select, text
 from sqlalchemy.orm import Session
 
 from app.db import PHONE_LINE, WriterLock, make_engine
@@ -33,6 +34,7 @@ from tests.conftest import ANA, BEA, FakeClock, Programme
 ROOM = re.compile(r"room-[0-9a-f]{24}")
 # what differs between two calls by construction: their own ids, SIDs, rooms and index
 OWN = {"id", "twilio_call_sid", "room"}
+_NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 def _row(call: Call) -> dict[str, Any]:
@@ -657,3 +659,26 @@ def test_a_fast_path_call_that_fails_after_writing_its_row_keeps_none_and_its_ba
     assert apology in answers[bad]
     assert all(apology not in answers[sid] for sid in sids if sid != bad)
     assert sorted(c.twilio_call_sid for c in programme.rows(Call)) == sorted(s for s in sids if s != bad)
+
+
+def test_a_step_commits_what_it_did_through_its_session_and_begins_nothing_for_nothing(tmp_path: Path) -> None:
+    from app.migrate import upgrade
+    from app.twilio.webhooks import _commit
+
+    url = f"sqlite:///{tmp_path}/commit.db"
+    upgrade(url)
+    engine = make_engine(url)
+    with Session(engine) as db:
+        _commit(db)  # nothing to commit: no transaction is begun for nothing
+        assert not db.in_transaction()
+        db.add(
+            Call(
+                twilio_call_sid="CA" + "a" * 32,
+                kind=CallKind.PEER,
+                started_at=_NOW,
+                outcome=Outcome.IN_PROGRESS,
+            )
+        )
+        _commit(db)
+    with Session(engine) as db:
+        assert db.scalars(select(Call.twilio_call_sid)).one() == "CA" + "a" * 32

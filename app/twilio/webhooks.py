@@ -165,9 +165,9 @@ def _quietly(
 def _commit(db: Session) -> None:
     """The step's work committed (in a batch: flushed into the batch's transaction). A
     step or callback that wrote on the batch's connection directly (app/twilio/fast.py)
-    left the session with nothing of its own to commit. (Adding an object does not begin
-    the session's transaction: a step that only added or changed objects has one to make.)"""
-    if db.in_transaction() or db.new or db.dirty or db.deleted:
+    left the session without a transaction of its own: there is nothing to commit.
+    (Anything done through the session, even adding an object, begins one.)"""
+    if db.in_transaction():
         db.commit()
 
 
