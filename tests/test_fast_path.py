@@ -661,7 +661,9 @@ def test_a_fast_path_call_that_fails_after_writing_its_row_keeps_none_and_its_ba
     assert sorted(c.twilio_call_sid for c in programme.rows(Call)) == sorted(s for s in sids if s != bad)
 
 
-def test_a_step_commits_what_it_did_through_its_session_and_begins_nothing_for_nothing(tmp_path: Path) -> None:
+def test_a_step_commits_what_it_did_through_its_session_and_begins_nothing_for_nothing(
+    tmp_path: Path,
+) -> None:
     from app.migrate import upgrade
     from app.twilio.webhooks import _commit
 
