@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Executable, Table, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import Dialect, Executable, Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -65,6 +66,111 @@ def _rank(status: CallStatus | None) -> int:
 def new_room() -> str:
     """An opaque room name: nothing in it says who is in the room."""
     return "room-" + secrets.token_hex(12)
+
+
+# ---------------------------------------------------------------- statements on the driver's cursor
+#
+# A callback runs a few short statements; through SQLAlchemy's Core each cost about
+# 25 µs more than SQLite takes to run it (a cache key, an execution context, a result
+# object). The callbacks' and the sweep's statements are compiled once per dialect and
+# run on the cursor of the session's own connection, in its transaction, as
+# app/twilio/fast.py does (its `Prepared` imports this module, so it is not used here).
+# Parameters and rows go through the columns' own bind and result processing: aware UTC
+# datetimes and vocabulary members, exactly as Core writes and reads them
+# (tests/test_call_rows.py compares with the ORM).
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    names: Sequence[str]  # the statement's parameters (in order, for SQLite's positional style)
+    positional: bool
+    constants: Mapping[str, Any]
+    binds: Mapping[str, Any]
+    results: tuple[Any, ...]
+
+    def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(
+            value if process is None or value is None else process(value)
+            for process, value in zip(self.results, raw, strict=True)
+        )
+
+
+class OnCursor:
+    """A Core statement run on the driver's cursor; `given` names its parameters."""
+
+    def __init__(self, statement: Executable, *given: str) -> None:
+        self.statement = statement
+        self.given = given
+        self._by_dialect: dict[str, _Compiled] = {}
+
+    def _compiled(self, dialect: Dialect) -> _Compiled:
+        found = self._by_dialect.get(dialect.name)
+        if found is None:
+            compiled = self.statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+            # lists of constants (`IN (...)`) are expanded once, into plain parameters
+            state = compiled.construct_expanded_state(dict.fromkeys(self.given))
+            # the compiler's processors are not public API: tests/test_call_rows.py
+            # compares what is written and read this way with the ORM
+            processors = {**compiled._bind_processors, **state.processors}
+            columns = getattr(self.statement, "exported_columns", ())
+            found = self._by_dialect[dialect.name] = _Compiled(
+                sql=state.statement,
+                names=list(state.positiontup) if compiled.positional else list(state.parameters),
+                positional=bool(compiled.positional),
+                constants={
+                    k: processors[k](v) if k in processors and v is not None else v
+                    for k, v in state.parameters.items()
+                    if k not in self.given
+                },
+                binds={k: p for k, p in processors.items() if k in self.given},
+                results=tuple(
+                    column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+                ),
+            )
+        return found
+
+    def _execute(self, db: Session, given: Mapping[str, Any]) -> tuple[Any, _Compiled]:
+        conn = db.connection()
+        compiled = self._compiled(conn.dialect)
+        values = {**compiled.constants, **given}
+        for name, process in compiled.binds.items():
+            value = values[name]
+            if value is not None:  # NULL is NULL
+                values[name] = process(value)
+        cursor = conn.connection.cursor()
+        try:
+            if compiled.positional:
+                cursor.execute(compiled.sql, [values[name] for name in compiled.names])
+            else:
+                cursor.execute(compiled.sql, {name: values[name] for name in compiled.names})
+        except BaseException:
+            cursor.close()
+            raise
+        return cursor, compiled
+
+    def first(self, db: Session, given: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        cursor, compiled = self._execute(db, given)
+        try:
+            raw = cursor.fetchone()
+        finally:
+            cursor.close()
+        return compiled.row(raw) if raw is not None else None
+
+    def all(self, db: Session, given: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        cursor, compiled = self._execute(db, given)
+        try:
+            return [compiled.row(raw) for raw in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def count(self, db: Session, given: Mapping[str, Any]) -> int:
+        """The rows an UPDATE or DELETE changed."""
+        cursor, _ = self._execute(db, given)
+        try:
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
 
 
 def open_call(
@@ -140,9 +246,9 @@ def new_reminder_call(
 _CALLS = cast(Table, Call.__table__)
 _KEYS = tuple(column.key for column in _CALLS.columns)
 _ROW = select(*_CALLS.columns)
-_ROW_BY_SID = _ROW.where(_CALLS.c.twilio_call_sid == bindparam("sid")).with_for_update()
-_ROW_BY_ROOM = _ROW.where(_CALLS.c.room == bindparam("room")).with_for_update()
-_ROW_BY_ID = _ROW.where(_CALLS.c.id == bindparam("call")).with_for_update()
+_ROW_BY_SID = OnCursor(_ROW.where(_CALLS.c.twilio_call_sid == bindparam("sid")).with_for_update(), "sid")
+_ROW_BY_ROOM = OnCursor(_ROW.where(_CALLS.c.room == bindparam("room")).with_for_update(), "room")
+_ROW_BY_ID = OnCursor(_ROW.where(_CALLS.c.id == bindparam("call")).with_for_update(), "call")
 _AS_READ = "_peerline_as_read"  # the row's values as read, kept on the instance for `save`
 _NEW_INSTANCE = Call.__mapper__.class_manager.new_instance
 
@@ -158,18 +264,18 @@ def _detached(row: Any) -> Call:
 
 def read_call(db: Session, sid: str) -> Call | None:
     """The call with this SID as a plain row (locked), or None; `save` writes it back."""
-    row = db.connection().execute(_ROW_BY_SID, {"sid": sid}).first()
+    row = _ROW_BY_SID.first(db, {"sid": sid})
     return _detached(row) if row is not None else None
 
 
 def read_room(db: Session, room: str) -> Call | None:
     """The call whose room this is, as a plain row (locked); `save` writes it back."""
-    row = db.connection().execute(_ROW_BY_ROOM, {"room": room}).first()
+    row = _ROW_BY_ROOM.first(db, {"room": room})
     return _detached(row) if row is not None else None
 
 
 def read_call_by_id(db: Session, call_id: int) -> Call | None:
-    row = db.connection().execute(_ROW_BY_ID, {"call": call_id}).first()
+    row = _ROW_BY_ID.first(db, {"call": call_id})
     return _detached(row) if row is not None else None
 
 
@@ -202,20 +308,20 @@ def save(db: Session, call: Call) -> None:
     changed = tuple(key for key in _KEYS if state.get(key) != was[key])
     if not changed:
         return
-    db.connection().execute(
-        _update_of(changed), {"w_id": was["id"], **{"v_" + key: state.get(key) for key in changed}}
-    )
+    _update_of(changed).count(db, {"w_id": was["id"], **{"v_" + key: state.get(key) for key in changed}})
     # saved: what is written now is what a later save compares with
     state[_AS_READ] = {key: state.get(key) for key in _KEYS}
 
 
 @cache
-def _update_of(keys: tuple[str, ...]) -> Executable:
+def _update_of(keys: tuple[str, ...]) -> OnCursor:
     """The UPDATE of these columns, built once (a step changes one of a few sets of them)."""
-    return (
+    return OnCursor(
         update(_CALLS)
         .where(_CALLS.c.id == bindparam("w_id"))
-        .values({key: bindparam("v_" + key) for key in keys})
+        .values({key: bindparam("v_" + key) for key in keys}),
+        "w_id",
+        *("v_" + key for key in keys),
     )
 
 
@@ -324,13 +430,16 @@ _FAILURES = select(func.count(KeyedIdFailure.id)).where(
     KeyedIdFailure.at > bindparam("after", type_=UTCDateTime()),
 )
 # the room changes kept for a call, read as plain rows (talk time is counted from them)
-_EVENTS = select(
-    ConferenceEvent.event,
-    ConferenceEvent.conference_sid,
-    ConferenceEvent.participant_sid,
-    ConferenceEvent.at,
-    ConferenceEvent.sequence_number,
-).where(ConferenceEvent.call_id == bindparam("call"))
+_EVENTS = OnCursor(
+    select(
+        ConferenceEvent.event,
+        ConferenceEvent.conference_sid,
+        ConferenceEvent.participant_sid,
+        ConferenceEvent.at,
+        ConferenceEvent.sequence_number,
+    ).where(ConferenceEvent.call_id == bindparam("call")),
+    "call",
+)
 
 
 # ---------------------------------------------------------------- INSERT ... ON CONFLICT DO NOTHING
@@ -345,23 +454,20 @@ class _Upsert:
 
     def __init__(self, table: Any, columns: list[str], keys: list[str]) -> None:
         self.columns = columns
-        self.by_dialect: dict[str, Executable] = {}
+        self.by_dialect: dict[str, OnCursor] = {}
         for name, builder in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert)):
-            self.by_dialect[name] = (
+            self.by_dialect[name] = OnCursor(
                 builder(table)
                 .values({column: bindparam(column) for column in columns})
                 .on_conflict_do_nothing(index_elements=keys)
-                .returning(table.c.id)
+                .returning(table.c.id),
+                *columns,
             )
 
 
 def _inserted(db: Session, upsert: _Upsert, values: dict[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING: True when the row is new."""
-    return db.connection().execute(_insert_ignore(db, upsert), values).first() is not None
-
-
-def _insert_ignore(db: Session, upsert: _Upsert) -> Executable:
-    return upsert.by_dialect[db.get_bind().dialect.name]
+    return upsert.by_dialect[db.get_bind().dialect.name].first(db, values) is not None
 
 
 _NEW_CALL = _Upsert(
@@ -559,9 +665,7 @@ def _talk_time(db: Session, call: Any) -> int:
         return 0  # nobody else was ever in the room (flow.talk_time)
     changes = [
         flow.RoomChange(event, conference_sid, participant_sid or None, at, sequence)
-        for event, conference_sid, participant_sid, at, sequence in db.connection().execute(
-            _EVENTS, {"call": call.id}
-        )
+        for event, conference_sid, participant_sid, at, sequence in _EVENTS.all(db, {"call": call.id})
     ]
     return flow.talk_time(
         changes,
@@ -644,30 +748,33 @@ def _progressed(db: Session, callback: StatusCallback, at: datetime) -> bool:
     status = callback.call_status
     if status is None or status.is_terminal or callback.call_sid is None:
         return False
-    done = db.connection().execute(
-        _progress_statement(status),
-        {"sid": callback.call_sid, "status": status, "sequence": callback.sequence_number, "at": at},
+    done = _progress_statement(status).count(
+        db, {"sid": callback.call_sid, "status": status, "sequence": callback.sequence_number, "at": at}
     )
-    return bool(done.rowcount == 1)
+    return done == 1
 
 
 # The statuses behind this one are written out (`status = 'queued' OR ...`), not as
 # `IN (...)`: a list is expanded into the SQL again at every execution.
 @cache
-def _progress_statement(status: CallStatus) -> Executable:
+def _progress_statement(status: CallStatus) -> OnCursor:
     table = _CALLS.c
     behind = [s for s in CallStatus if s.rank < status.rank]
     values: dict[str, Any] = {"status": bindparam("status"), "status_sequence": bindparam("sequence")}
     if status in (CallStatus.IN_PROGRESS, CallStatus.ANSWERED):
         values["answered_at"] = func.coalesce(table.answered_at, bindparam("at", type_=UTCDateTime()))
-    return (
+    return OnCursor(
         update(_CALLS)
         .where(
             table.twilio_call_sid == bindparam("sid"),
             table.bridged_at.is_(None),
             or_(table.status.is_(None), *(table.status == earlier for earlier in behind)),
         )
-        .values(values)
+        .values(values),
+        "sid",
+        "status",
+        "sequence",
+        "at",
     )
 
 
@@ -682,50 +789,28 @@ def _partner_progressed(db: Session, callback: StatusCallback) -> bool:
     status = callback.call_status
     if status is None or status.is_terminal or callback.call_sid is None:
         return False
-    done = db.connection().execute(
-        _partner_progress_statement(status),
-        {"leg_room": callback.room, "sid": callback.call_sid, "leg_status": status},
+    done = _partner_progress_statement(status).count(
+        db, {"leg_room": callback.room, "sid": callback.call_sid, "leg_status": status}
     )
-    return bool(done.rowcount == 1)
+    return done == 1
 
 
 @cache
-def _partner_progress_statement(status: CallStatus) -> Executable:
+def _partner_progress_statement(status: CallStatus) -> OnCursor:
     table = _CALLS.c
     behind = [s for s in CallStatus if s.rank < status.rank]
-    return (
+    return OnCursor(
         update(_CALLS)
         .where(
             table.room == bindparam("leg_room"),
             table.partner_call_sid == bindparam("sid"),
             or_(table.partner_status.is_(None), *(table.partner_status == earlier for earlier in behind)),
         )
-        .values(partner_status=bindparam("leg_status"))
+        .values(partner_status=bindparam("leg_status")),
+        "leg_room",
+        "sid",
+        "leg_status",
     )
-
-
-# what a conference callback needs of its call, read (and locked) without the ORM
-_ROOM_CALL = (
-    select(
-        Call.id,
-        Call.kind,
-        Call.bridged_at,
-        Call.status,
-        Call.partner_status,
-        Call.accepted_at,
-        Call.partner_answered_by,
-        Call.twilio_call_sid,
-        Call.partner_call_sid,
-        Call.ended_at,
-        Call.partner_ended_at,
-        Call.talk_seconds,
-        Call.outcome,
-        Call.end_reason,
-    )
-    .where(Call.room == bindparam("room"))
-    .with_for_update()
-)
-_SET_TALK = update(_CALLS).where(_CALLS.c.id == bindparam("call")).values(talk_seconds=bindparam("talk"))
 
 
 def apply_conference(db: Session, callback: ConferenceCallback, *, now: datetime, policy: Policy) -> None:
@@ -733,13 +818,12 @@ def apply_conference(db: Session, callback: ConferenceCallback, *, now: datetime
 
     A repeat is kept once and changes nothing: what it says was counted when it first
     came. While the call is not decided by it (the common case: the room changes while
-    both legs are live), only the talk time is written; otherwise the call is loaded and
-    refreshed whole (refresh_outcome).
+    both legs are live), only the talk time is written (if it changed); otherwise the
+    call is refreshed whole (refresh_outcome).
     """
     if callback.room is None or callback.event is None:
         return
-    conn = db.connection()
-    call = conn.execute(_ROOM_CALL, {"room": callback.room}).first()
+    call = read_room(db, callback.room)
     if call is None:
         log.info("conference callback for a room no call has")
         return
@@ -761,13 +845,11 @@ def apply_conference(db: Session, callback: ConferenceCallback, *, now: datetime
     if _counted_in_the_room(call):
         talk = _talk_time(db, call)
         if _bridged_ending(call, talk, policy) is None:
-            if talk != call.talk_seconds:
-                conn.execute(_SET_TALK, {"call": call.id, "talk": talk})
+            call.talk_seconds = talk
+            save(db, call)
             return
-    whole = read_call_by_id(db, call.id)  # locked above
-    assert whole is not None
-    refresh_outcome(db, whole, policy, now=now)
-    save(db, whole)
+    refresh_outcome(db, call, policy, now=now)
+    save(db, call)
 
 
 def _counted_in_the_room(call: Any) -> bool:
@@ -813,9 +895,10 @@ def record_message(db: Session, recording: Recording | None, *, now: datetime) -
             message.duration_seconds = max(duration, message.duration_seconds or 0)
 
 
-_LANGUAGE = select(Participant.language).where(Participant.id == bindparam("person"))
+_LANGUAGE = OnCursor(select(Participant.language).where(Participant.id == bindparam("person")), "person")
 
 
 def language_of(db: Session, participant_id: int) -> str | None:
     """A participant's own language, as stored (one column, not the whole person)."""
-    return db.connection().execute(_LANGUAGE, {"person": participant_id}).scalar()
+    row = _LANGUAGE.first(db, {"person": participant_id})
+    return str(row[0]) if row is not None and row[0] is not None else None
