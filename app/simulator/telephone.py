@@ -17,8 +17,10 @@ stayed in the room (the caller, for the first stretch).
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import queue
+import re
 import secrets
 import socket
 import threading
@@ -34,7 +36,7 @@ from urllib.parse import urlencode, urlsplit
 from twilio.request_validator import RequestValidator
 
 from app.simulator.asgi import Answered, DirectClient, PhoneLine, basic_auth
-from app.simulator.fake_twilio import FakeTwilio, PlacedCall, create_fake_twilio
+from app.simulator.fake_twilio import CallsApi, FakeTwilio, Fields, PlacedCall, create_fake_twilio
 from app.simulator.switchboard import SWITCHBOARD
 from ivr.vocab import AnsweredBy, CallStatus, RecordingStatus
 
@@ -350,15 +352,19 @@ class _RestServer:
 def in_process_client(fake: FakeTwilio, account_sid: str, auth_token: str) -> Any:
     """Twilio's SDK client, its requests answered by the fake in this process.
 
-    Each request is one ASGI call into the fake on the calling thread's own event loop
-    (asgi.py): the service's dialer threads and the reminder sweep place calls without a
-    thread started per request.
+    A request to the Calls resource is answered by the fake's own functions on the calling
+    thread (fake_twilio.CallsApi: the same checks, answers and errors as over HTTP,
+    without the web framework); anything else is one ASGI call into the fake's app on
+    the calling thread's own event loop (asgi.py). The service's dialer threads and the
+    reminder sweep place calls without a thread started per request.
     """
     from twilio.http import HttpClient
     from twilio.http.response import Response as TwilioResponse
     from twilio.rest import Client
 
-    fake_api = DirectClient(create_fake_twilio(fake))
+    fake_app = create_fake_twilio(fake)
+    calls_api = CallsApi(fake)
+    fake_api = DirectClient(fake_app)
 
     class InProcess(HttpClient):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -384,14 +390,33 @@ def in_process_client(fake: FakeTwilio, account_sid: str, auth_token: str) -> An
             sent = {k: v for k, v in (headers or {}).items() if k.lower() != "content-type"}
             if auth is not None:
                 sent["Authorization"] = basic_auth(*auth)
+            path = urlsplit(uri).path
+            calls = _CALLS_PATH.fullmatch(path)
+            if calls is not None and not params and method.upper() in ("GET", "POST"):
+                account, sid = calls.group(1), calls.group(2)
+                status, body = calls_api.request(
+                    method.upper(), account, sid, _header(sent, "authorization"), Fields(form)
+                )
+                return TwilioResponse(status, json.dumps(body), {"content-type": "application/json"})
             query = urlencode([(k, str(v)) for k, v in (params or {}).items()])
-            path = urlsplit(uri).path + (f"?{query}" if query else "")
             answer = fake_api.request(
-                method.upper(), path, body=urlencode(form).encode(), headers=sent, form=bool(form)
+                method.upper(),
+                path + (f"?{query}" if query else ""),
+                body=urlencode(form).encode(),
+                headers=sent,
+                form=bool(form),
             )
             return TwilioResponse(answer.status_code, answer.text, answer.headers)
 
     return Client(account_sid, auth_token, http_client=InProcess())
+
+
+# the Calls resource's two paths, as the fake's app routes them
+_CALLS_PATH = re.compile(r"/2010-04-01/Accounts/([^/]+)/Calls(?:/([^/]+))?\.json")
+
+
+def _header(headers: dict[str, str], name: str) -> str:
+    return next((value for key, value in headers.items() if key.lower() == name), "")
 
 
 # ---------------------------------------------------------------- the exchange
