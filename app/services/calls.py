@@ -640,9 +640,7 @@ def _refresh_bridged(db: Session, call: Call, policy: Policy, *, recount: bool) 
     call.outcome, call.duration_seconds = ending.outcome, ending.duration_seconds
     call.end_reason = call.end_reason or ending.end_reason
     if ending.outcome == Outcome.CONTACT and call.pair_id is not None and call.accepted_at is not None:
-        pair = db.get(Pair, call.pair_id)
-        if pair is not None and (pair.last_contact_at is None or pair.last_contact_at < call.accepted_at):
-            reminders.contact_made(db, pair, call.accepted_at, policy=policy)
+        reminders.contact_made(db, call.pair_id, call.accepted_at, policy=policy)
 
 
 def _bridged_ending(call: Any, talk: int, policy: Policy) -> flow.Ending | None:
