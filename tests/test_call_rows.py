@@ -142,3 +142,18 @@ def test_a_plain_row_reads_every_column_as_the_orm_does(
             assert getattr(plain, column.key) == getattr(orm, column.key), column.key
             assert type(getattr(plain, column.key)) is type(getattr(orm, column.key)), column.key
         assert plain.ended_at is not None and plain.ended_at.tzinfo is not None
+
+
+def test_a_person_read_as_plain_columns_is_the_person_the_orm_reads(
+    programme: Programme, ana_and_bea: tuple[int, int, int]
+) -> None:
+    from app.models import Participant
+
+    ana, _, _ = ana_and_bea
+    with programme.session() as db:
+        plain = calls.read_person(db, ana)
+        orm = db.get(Participant, ana)
+        assert plain is not None and orm is not None and plain is not orm
+        for column in Participant.__table__.columns:
+            assert getattr(plain, column.key) == getattr(orm, column.key), column.key
+        assert calls.read_person(db, -1) is None

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from sqlalchemy import Dialect, Executable, Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 import ivr.flow as flow
 from app.crypto import PhoneVault
@@ -34,7 +34,7 @@ from app.models import (
 )
 from app.services import reminders
 from app.services.outbound import EndLeg, Outbound, PlacePartnerLeg, RedirectLeg
-from app.services.participants import quiet_hours_of
+from app.services.participants import quiet_hours_of, stored_quiet_hours
 from app.services.policy import Policy
 from app.twilio.forms import ConferenceCallback, Recording, StatusCallback
 from ivr.vocab import (
@@ -370,20 +370,23 @@ def caller_facts(
     me = flow.Person(person.id, person.name, person.timezone, quiet_hours_of(person))
     if person.status != ParticipantStatus.ACTIVE or person.active_pair_id is None:
         return flow.Caller(me)
-    pair = db.get(Pair, person.active_pair_id)
-    if pair is None or pair.ended_at is not None:
+    # the pair and the partner in one read, as plain columns
+    found = _PAIR_AND_PARTNER.first(db, {"pair": person.active_pair_id, "me": person.id})
+    if found is None:
         return flow.Caller(me)
-    other = db.get(Participant, pair.partner_of(person.id))
-    if other is None or other.status != ParticipantStatus.ACTIVE or other.phone_ciphertext is None:
-        return flow.Caller(me, pair.id)
+    pair_id, pair_ended, other_id, other_name, other_zone, other_quiet, other_status, reachable = found
+    if pair_ended is not None:
+        return flow.Caller(me)
+    if other_id is None or other_status != ParticipantStatus.ACTIVE or not reachable:
+        return flow.Caller(me, pair_id)
     partner = flow.Partner(
-        other.id,
-        other.name,
-        other.timezone,
-        quiet_hours_of(other),
-        on_call=on_live_call(db, other.id, now=now, exclude_call_id=exclude_call_id),
+        other_id,
+        other_name,
+        other_zone,
+        stored_quiet_hours(other_quiet),
+        on_call=on_live_call(db, other_id, now=now, exclude_call_id=exclude_call_id),
     )
-    return flow.Caller(me, pair.id, partner, _missed(db, pair, person.id, other.id))
+    return flow.Caller(me, pair_id, partner, _missed(db, pair_id, person.id, other_id))
 
 
 # Built once: on the hot path of every inbound call, building the statement costs more
@@ -422,7 +425,31 @@ _REMINDER_PLACING = select(Reminder.id).where(
 )
 # one round trip on the hot path of every call
 ON_A_CALL = or_(_LIVE_CALL.exists(), _REMINDER_PLACING.exists())
-_ON_A_CALL = select(ON_A_CALL)
+_ON_A_CALL = OnCursor(select(ON_A_CALL), "person", "after", "exclude")
+_MISSED = OnCursor(MISSED_SINCE, "pair", "me", "partner")
+_OTHER = aliased(Participant)
+_PAIR_AND_PARTNER = OnCursor(
+    select(
+        Pair.id,
+        Pair.ended_at,
+        _OTHER.id,
+        _OTHER.name,
+        _OTHER.timezone,
+        _OTHER.quiet_hours,
+        _OTHER.status,
+        _OTHER.phone_ciphertext.is_not(None),
+    )
+    .outerjoin(
+        _OTHER,
+        _OTHER.id
+        == case(
+            (Pair.participant_a_id == bindparam("me"), Pair.participant_b_id), else_=Pair.participant_a_id
+        ),
+    )
+    .where(Pair.id == bindparam("pair")),
+    "pair",
+    "me",
+)
 _FIND_CALL = select(Call).where(Call.twilio_call_sid == bindparam("sid")).with_for_update()
 _FIND_ROOM = select(Call).where(Call.room == bindparam("room")).with_for_update()
 _FAILURES = select(func.count(KeyedIdFailure.id)).where(
@@ -498,15 +525,17 @@ _NEW_MESSAGE = _Upsert(
 )
 
 
-def _missed(db: Session, pair: Pair, me: int, partner: int) -> int:
+def _missed(db: Session, pair_id: int, me: int, partner: int) -> int:
     """The partner's calls that did not reach me since we last talked: I am told next time."""
-    return db.scalar(MISSED_SINCE, {"pair": pair.id, "me": me, "partner": partner}) or 0
+    found = _MISSED.first(db, {"pair": pair_id, "me": me, "partner": partner})
+    return int(found[0] or 0) if found is not None else 0
 
 
 def on_live_call(db: Session, person_id: int, *, now: datetime, exclude_call_id: int | None = None) -> bool:
     """On a live Peerline call: their own, a reminder being placed or answered, or another room."""
     params = {"person": person_id, "after": now - LIVE_AT_MOST, "exclude": exclude_call_id or -1}
-    return bool(db.scalar(_ON_A_CALL, params))
+    found = _ON_A_CALL.first(db, params)
+    return bool(found[0]) if found is not None else False
 
 
 def is_locked_out(db: Session, caller_index: str, now: datetime) -> bool:
@@ -900,3 +929,23 @@ def language_of(db: Session, participant_id: int) -> str | None:
     """A participant's own language, as stored (one column, not the whole person)."""
     row = _LANGUAGE.first(db, {"person": participant_id})
     return str(row[0]) if row is not None and row[0] is not None else None
+
+
+_PERSON_KEYS = tuple(column.key for column in cast(Table, Participant.__table__).columns)
+_PERSON = OnCursor(
+    select(*cast(Table, Participant.__table__).columns).where(
+        cast(Table, Participant.__table__).c.id == bindparam("person")
+    ),
+    "person",
+)
+_NEW_PERSON = Participant.__mapper__.class_manager.new_instance
+
+
+def read_person(db: Session, participant_id: int) -> Participant | None:
+    """A participant's row as plain columns, to read only: no session knows it."""
+    row = _PERSON.first(db, {"person": participant_id})
+    if row is None:
+        return None
+    person: Participant = _NEW_PERSON()
+    person.__dict__.update(zip(_PERSON_KEYS, row, strict=True))
+    return person

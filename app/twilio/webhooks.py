@@ -409,7 +409,7 @@ def _saved(turn: Turn, call: Call, step: flow.Step) -> flow.Step:
 def _called_person(turn: Turn, call: Call) -> Participant | None:
     """Who we rang for a reminder: by the number called, so it works before the SID is stored."""
     if call.initiator_id is not None:
-        return turn.db.get(Participant, call.initiator_id)
+        return calls.read_person(turn.db, call.initiator_id)  # read only: plain columns
     e164 = try_normalise(turn.request.to, turn.ctx.settings.default_region)
     return find_by_phone(turn.db, turn.ctx.vault, e164) if e164 else None
 
