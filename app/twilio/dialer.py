@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -55,6 +56,16 @@ class Dialer:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dialer")
         self._busy = 0
         self._idle = threading.Condition()
+        # requests kept for whoever waits for the dialer (run_when_waited), else None
+        self._kept: deque[Outbound] | None = None
+
+    def run_when_waited(self) -> None:
+        """For a simulation that waits for the dialer after every request it sends
+        (`wait_idle`): the requests are kept, and made by the waiting thread when it
+        waits, in the order they came, with what follows from them. The same requests,
+        made after the same commits and before the simulation goes on; only no thread is
+        woken for each (in-process, the hand-over cost more than a partner's leg)."""
+        self._kept = deque()
 
     # ------------------------------------------------------------ the REST client
 
@@ -79,6 +90,9 @@ class Dialer:
     # ------------------------------------------------------------ work
 
     def submit(self, requests: Iterable[Outbound]) -> None:
+        if self._kept is not None:
+            self._kept.extend(requests)
+            return
         for request in requests:
             with self._idle:
                 self._busy += 1
@@ -86,10 +100,22 @@ class Dialer:
 
     def wait_idle(self, timeout: float = 15.0) -> bool:
         """True once every request handed over so far (and what followed from it) is done."""
+        if self._kept is not None:
+            while self._kept:
+                self._make(self._kept.popleft())
+            return True
         with self._idle:
             return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
     def _run(self, request: Outbound) -> None:
+        try:
+            self._make(request)
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    def _make(self, request: Outbound) -> None:
         try:
             match request:
                 case PlacePartnerLeg():
@@ -100,10 +126,6 @@ class Dialer:
                     self._change(sid, lambda client: rest.end_call(client, sid))
         except Exception:
             log.exception("a request to Twilio could not be carried out")
-        finally:
-            with self._idle:
-                self._busy -= 1
-                self._idle.notify_all()
 
     def _url(self, step: StepName, room: str) -> str:
         return flow.Urls(self.ctx.settings.public_base_url).step(step, room=room)
