@@ -243,3 +243,31 @@ def test_the_in_process_sdk_client_gets_the_same_answers_and_errors_as_one_over_
         == ("error", (429, 20429))
     )
     assert _sdk_sees(wrong_token, create(to=ANA, from_=PROGRAMME_NUMBER, url=url)) == ("error", (401, 20003))
+
+
+def test_the_telephone_signs_every_request_exactly_as_the_sdk_computes_twilios_signature() -> None:
+    from twilio.request_validator import RequestValidator
+
+    phone = Telephone(
+        httpx.Client(),
+        public_base_url=PUBLIC_BASE_URL,
+        auth_token=AUTH_TOKEN,
+        programme_number=PROGRAMME_NUMBER,
+    )
+    sdk = RequestValidator(AUTH_TOKEN)
+    forms: list[dict[str, str]] = [
+        {},
+        {"CallSid": "CA" + "1" * 32, "From": ANA, "To": PROGRAMME_NUMBER, "CallStatus": "ringing"},
+        {
+            "Digits": "",
+            "Zeta": "é & ü",
+            "alpha": "1",
+            "Alpha": "2",
+            "a b": "c=d",
+            "Timestamp": "Tue, 24 Nov 2026",
+        },
+    ]
+    for url in (PUBLIC_BASE_URL + "/twilio/voice", PUBLIC_BASE_URL + "/twilio/status?room=room-1&lang=es"):
+        for form in forms:
+            assert phone.sign(url, form) == sdk.compute_signature(url, form)
+            assert sdk.validate(url, form, phone.sign(url, form))

@@ -16,6 +16,9 @@ stayed in the room (the caller, for the first stretch).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import itertools
 import json
 import logging
@@ -182,6 +185,7 @@ class Telephone:
         self.public = public_base_url.rstrip("/")
         self.target = (target_base_url or public_base_url).rstrip("/")
         self.validator = RequestValidator(auth_token)
+        self._token = auth_token.encode("utf-8")
         self.programme_number = programme_number
         self.account_sid = account_sid
         self.settle = settle
@@ -208,12 +212,21 @@ class Telephone:
         """POST as Twilio would: form-encoded, signed over the public URL."""
         if url.startswith("/"):
             url = self.public + url
-        signature = self.validator.compute_signature(url, params)
+        signature = self.sign(url, params)
         target = self.target + url[len(self.public) :] if url.startswith(self.public) else url
         response = self.client.post(target, data=params, headers={"X-Twilio-Signature": signature})
         if self.settle is not None:
             self.settle()
         return response
+
+    def sign(self, url: str, params: dict[str, str]) -> str:
+        """X-Twilio-Signature as Twilio computes it (RequestValidator.compute_signature):
+        the URL, then each field's name and value in the names' order, under HMAC-SHA1.
+        Written out for a form of one value a field: the SDK's version looks for the
+        multi-dicts of three web frameworks first, one exception each, for every field
+        of every request the simulation sends (tests/test_fake_twilio.py compares)."""
+        signed = url + "".join(name + params[name] for name in sorted(params))
+        return base64.b64encode(hmac.new(self._token, signed.encode("utf-8"), hashlib.sha1).digest()).decode()
 
     def twiml(self, url: str, params: dict[str, str]) -> ET.Element:
         response = self.post(url, params)
