@@ -271,3 +271,17 @@ def test_the_telephone_signs_every_request_exactly_as_the_sdk_computes_twilios_s
         for form in forms:
             assert phone.sign(url, form) == sdk.compute_signature(url, form)
             assert sdk.validate(url, form, phone.sign(url, form))
+
+
+def test_the_in_process_client_encodes_a_form_byte_for_byte_as_urlencode() -> None:
+    from urllib.parse import urlencode
+
+    from app.simulator.asgi import form_body
+
+    forms: list[dict[str, str]] = [
+        {},
+        {"CallSid": "CA" + "1" * 32, "From": ANA, "To": PROGRAMME_NUMBER, "Digits": ""},
+        {"Timestamp": "Tue, 24 Nov 2026 03:00:00 +0000", "a b": "c=d&e", "Zoë": "é ü ~_.-", "x": "%2B+/?#"},
+    ]
+    for form in forms:
+        assert form_body(form) == urlencode(form).encode()
