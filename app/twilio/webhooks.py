@@ -296,7 +296,7 @@ def hold(turn: Turn) -> flow.Step:
 def whisper(turn: Turn) -> flow.Step:
     found = _room_call(turn)
     if found is None or found[1] != Leg.PARTNER:
-        return _saved(turn, found[0], flow.let_go(turn.line)) if found else flow.let_go(turn.line)
+        return flow.let_go(turn.line)  # the caller's own leg: nothing of the call changed
     call, leg = found
     step = flow.whisper(
         calls.bridge_facts(call),
@@ -311,7 +311,7 @@ def whisper(turn: Turn) -> flow.Step:
 def whisper_answer(turn: Turn) -> flow.Step:
     found = _room_call(turn)
     if found is None or found[1] != Leg.PARTNER:
-        return _saved(turn, found[0], flow.let_go(turn.line)) if found else flow.let_go(turn.line)
+        return flow.let_go(turn.line)  # the caller's own leg: nothing of the call changed
     call, leg = found
     step = flow.whisper_answer(
         turn.request.digits,
