@@ -524,12 +524,25 @@ def hold(line: Line) -> Step:
     Our own words and quiet, never music fetched from elsewhere; it asks for itself again
     so the line is never silent for long.
     """
+    return Step(_HOLD.render(line, name=None, room=NO_ROOM, key=()))
+
+
+# The steps most calls take are built once per shape (ivr/rendered.py), like the
+# caller's connect: the same words and URLs for every call on the same line, with the
+# room (and a name) filled in. `NO_ROOM` stands in for a step whose TwiML names none.
+NO_ROOM = "-"
+
+
+def _hold_twiml(line: Line, name: str | None, room: str, key: tuple[Any, ...]) -> VoiceResponse:
     response = VoiceResponse()
     response.pause(length=5)
     _say(response, line, P.HOLD)
     response.pause(length=HOLD_PAUSE_SECONDS)
     response.redirect(line.step(StepName.HOLD), method="POST")
-    return Step(response)
+    return response
+
+
+_HOLD = Rendered(_hold_twiml)
 
 
 # ---------------------------------------------------------------- 5. whisper
@@ -559,17 +572,25 @@ def whisper(
             on_silence=P.JUST_GOODBYE,
         )
         return Step(check)
-    response = VoiceResponse()
-    _say(response, line, P.WHISPER, line.speaker.plain(line.notice.text(line.language)))
-    _ask_to_talk(response, bridge, line)
     return Step(
-        response,
+        _WHISPER.render(line, name=None, room=bridge.room, key=()),
         (
             Moved(Leg.PARTNER, Place.WHISPER),
             Speaks(Leg.PARTNER, line.language),
             NoticePlayed(line.notice.version, Leg.PARTNER),
         ),
     )
+
+
+def _whisper_twiml(line: Line, name: str | None, room: str, key: tuple[Any, ...]) -> VoiceResponse:
+    """The partner hears the treatment notice and is asked to take the call."""
+    response = VoiceResponse()
+    _say(response, line, P.WHISPER, line.speaker.plain(line.notice.text(line.language)))
+    _ask_to_talk(response, Bridge(room), line)
+    return response
+
+
+_WHISPER = Rendered(_whisper_twiml)
 
 
 def _ask_to_talk(response: VoiceResponse, bridge: Bridge, line: Line) -> None:
@@ -591,10 +612,10 @@ def whisper_answer(digits: str, bridge: Bridge, line: Line, *, again: bool = Fal
     if key == "1":
         if not bridge.live(Leg.CALLER):
             return Step(_goodbye(line, P.CALLER_GONE), (Moved(Leg.PARTNER, Place.DONE),))
-        response = VoiceResponse()
-        _say(response, line, P.STAR_HINT)
-        response.append(_join_room(bridge.room, line))
-        return Step(response, (PartnerAccepted(line.now), Moved(Leg.PARTNER, Place.ROOM)))
+        return Step(
+            _ACCEPTED.render(line, name=None, room=bridge.room, key=()),
+            (PartnerAccepted(line.now), Moved(Leg.PARTNER, Place.ROOM)),
+        )
     if key == prompts.REPEAT_KEY:
         response = VoiceResponse()
         _ask_to_talk(response, bridge, line)
@@ -611,6 +632,17 @@ def whisper_answer(digits: str, bridge: Bridge, line: Line, *, again: bool = Fal
         once=True,  # the second chance; after it the call is let go
     )
     return Step(response)
+
+
+def _accepted_twiml(line: Line, name: str | None, room: str, key: tuple[Any, ...]) -> VoiceResponse:
+    """The partner took the call: into the room."""
+    response = VoiceResponse()
+    _say(response, line, P.STAR_HINT)
+    response.append(_join_room(room, line))
+    return response
+
+
+_ACCEPTED = Rendered(_accepted_twiml)
 
 
 # ---------------------------------------------------------------- 6. stepped out
@@ -711,15 +743,25 @@ def let_go(line: Line) -> Step:
 
 def partner_unreached(line: Line) -> Step:
     """The partner's leg never got to the room: no answer, busy, declined, a machine, failed."""
-    response = VoiceResponse()
-    _say(response, line, P.PARTNER_UNREACHED)
-    return Step(_offer_message(response, line), (Moved(Leg.CALLER, Place.DONE),))
+    twiml = _TOLD.render(line, name=None, room=NO_ROOM, key=(P.PARTNER_UNREACHED,))
+    return Step(twiml, (Moved(Leg.CALLER, Place.DONE),))
 
 
 def _partner_gone(leg: Leg, line: Line) -> Step:
+    return Step(
+        _TOLD.render(line, name=None, room=NO_ROOM, key=(P.PARTNER_HUNG_UP,)), (Moved(leg, Place.DONE),)
+    )
+
+
+def _told_twiml(line: Line, name: str | None, room: str, key: tuple[Any, ...]) -> VoiceResponse:
+    """What became of the partner (`key`: the prompt), and the offer of a message."""
+    (prompt,) = key
     response = VoiceResponse()
-    _say(response, line, P.PARTNER_HUNG_UP)
-    return Step(_offer_message(response, line), (Moved(leg, Place.DONE),))
+    _say(response, line, prompt)
+    return _offer_message(response, line)
+
+
+_TOLD = Rendered(_told_twiml)
 
 
 # ---------------------------------------------------------------- 9. message
@@ -813,10 +855,19 @@ def reminder(
             then=line.step(StepName.REMINDER_UNCONFIRMED),
         )
         return Step(check)
+    twiml = _REMINDED.render(line, name=person.name, room=NO_ROOM, key=())
+    return Step(twiml, (Speaks(Leg.CALLER, line.language),))
+
+
+def _reminded_twiml(line: Line, name: str | None, room: str, key: tuple[Any, ...]) -> VoiceResponse:
+    """The reminder itself, to the person it is for: their name, and the question."""
     response = VoiceResponse()
-    _say(response, line, line.speaker(P.REMINDER_GREETING, name=person.name), P.REMINDER)
+    _say(response, line, line.speaker(P.REMINDER_GREETING, name=name), P.REMINDER)
     _ask_reminder(response, line)
-    return Step(response, (Speaks(Leg.CALLER, line.language),))
+    return response
+
+
+_REMINDED = Rendered(_reminded_twiml)
 
 
 def _ask_reminder(response: VoiceResponse, line: Line) -> None:

@@ -276,3 +276,43 @@ def test_a_partner_leg_placed_after_the_caller_hung_up_is_recorded_and_ended(
     (placed,) = phone.fake.calls
     assert programme.call("CAlate").partner_call_sid == placed.sid
     assert (placed.sid, CallStatus.CANCELED) in phone.fake.changes
+
+
+class _Recorder:
+    """A REST client that writes down each change asked of a call, and on which thread."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[str, str, str]] = []
+
+    @property
+    def calls(self) -> _Recorder:
+        return self
+
+    def __call__(self, sid: str) -> _Recorder:
+        self.sid = sid
+        return self
+
+    def update(self, **changes: str) -> None:
+        import threading
+
+        self.changes.append((self.sid, ",".join(sorted(changes)), threading.current_thread().name))
+
+
+def test_a_dialer_run_when_waited_makes_its_requests_in_order_on_the_waiting_thread(app: FastAPI) -> None:
+    import threading
+
+    from app.services.outbound import EndLeg, RedirectLeg
+    from ivr.vocab import StepName
+
+    recorder = _Recorder()
+    dialer = Dialer(app.state.context, app.state.phone_sessionmaker, client=recorder)
+    try:
+        dialer.run_when_waited()
+        dialer.submit([RedirectLeg("CA1", StepName.PARTNER_GONE, "room-1"), EndLeg("CA2")])
+        assert recorder.changes == []  # kept until someone waits
+        assert dialer.wait_idle()
+        me = threading.current_thread().name
+        assert recorder.changes == [("CA1", "method,url", me), ("CA2", "status", me)]
+        assert dialer.wait_idle() and len(recorder.changes) == 2  # made once
+    finally:
+        dialer.shutdown()

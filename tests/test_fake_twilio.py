@@ -3,6 +3,8 @@ so a test that passes against it means something."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from twilio.base.exceptions import TwilioRestException
@@ -175,3 +177,111 @@ def test_a_leg_placed_before_its_room_is_read_waits_for_it_a_while_and_no_longer
     board.place("https://example.org/twilio/voice/whisper?room=room-b", "leg-b", None)
     board.wait_in("room-b", taken.append)  # too late: the leg was given up
     assert taken == ["leg-a"] and board.parked == {} and not board.stale
+
+
+def _sdk_sees(client: object, request: object) -> tuple[str, object]:
+    """What the SDK made of one request: the call's status, or Twilio's error code."""
+    try:
+        return "ok", request(client)  # type: ignore[operator]
+    except TwilioRestException as error:
+        return "error", (error.status, error.code)
+
+
+def _story(client: Any, url: str) -> list[tuple[str, object]]:
+    """A call placed, then fetched, moved while ringing, completed while ringing, cancelled twice."""
+    sid = client.calls.create(to=ANA, from_=PROGRAMME_NUMBER, url=url).sid
+    return [
+        _sdk_sees(client, request)
+        for request in (
+            lambda client: client.calls(sid).fetch().status,
+            lambda client: client.calls(sid).update(url=url).status,
+            lambda client: client.calls(sid).update(status="completed").status,
+            lambda client: client.calls(sid).update(status="canceled").status,
+            lambda client: client.calls(sid).update(status="canceled").status,
+        )
+    ]
+
+
+def test_the_in_process_sdk_client_gets_the_same_answers_and_errors_as_one_over_http(
+    fake_twilio_server: ServerThread, fake_twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The simulator's SDK client skips the web framework for the Calls resource: every
+    answer the service can get must still be the one the fake's HTTP app gives."""
+    from twilio.rest import Client
+
+    from app.simulator.telephone import in_process_client
+
+    monkeypatch.setattr(fake_twilio, "auth_token", AUTH_TOKEN)
+    over_http = Client(ACCOUNT, AUTH_TOKEN)
+    over_http.api.base_url = fake_twilio_server.url
+    in_process = in_process_client(fake_twilio, ACCOUNT, AUTH_TOKEN)
+    wrong_token = in_process_client(fake_twilio, ACCOUNT, "wrong-token")
+    url = PUBLIC_BASE_URL + "/twilio/voice/reminder"
+
+    def create(**form: object) -> object:
+        return lambda client: client.calls.create(**form).status
+
+    requests = [
+        create(to=ANA, from_=PROGRAMME_NUMBER, url=url),
+        create(to="617-555-0101", from_=PROGRAMME_NUMBER, url=url),
+        create(to=ANA, from_=PROGRAMME_NUMBER, twiml="<Response><Hangup/></Response>"),
+        lambda client: client.calls("CA" + "9" * 32).fetch().status,
+        lambda client: client.calls("CA" + "9" * 32).update(status="completed").status,
+    ]
+    for request in requests:
+        assert _sdk_sees(in_process, request) == _sdk_sees(over_http, request)
+    # a call's own story, told to each client about a call of its own
+    stories = [_story(client, url) for client in (in_process, over_http)]
+    assert stories[0] == stories[1]
+    assert [seen for seen, _ in stories[0]] == ["ok", "error", "error", "ok", "error"]
+    fake_twilio.fail_next(429)
+    first = _sdk_sees(in_process, create(to=ANA, from_=PROGRAMME_NUMBER, url=url))
+    fake_twilio.fail_next(429)
+    assert (
+        first
+        == _sdk_sees(over_http, create(to=ANA, from_=PROGRAMME_NUMBER, url=url))
+        == ("error", (429, 20429))
+    )
+    assert _sdk_sees(wrong_token, create(to=ANA, from_=PROGRAMME_NUMBER, url=url)) == ("error", (401, 20003))
+
+
+def test_the_telephone_signs_every_request_exactly_as_the_sdk_computes_twilios_signature() -> None:
+    from twilio.request_validator import RequestValidator
+
+    phone = Telephone(
+        httpx.Client(),
+        public_base_url=PUBLIC_BASE_URL,
+        auth_token=AUTH_TOKEN,
+        programme_number=PROGRAMME_NUMBER,
+    )
+    sdk = RequestValidator(AUTH_TOKEN)
+    forms: list[dict[str, str]] = [
+        {},
+        {"CallSid": "CA" + "1" * 32, "From": ANA, "To": PROGRAMME_NUMBER, "CallStatus": "ringing"},
+        {
+            "Digits": "",
+            "Zeta": "é & ü",
+            "alpha": "1",
+            "Alpha": "2",
+            "a b": "c=d",
+            "Timestamp": "Tue, 24 Nov 2026",
+        },
+    ]
+    for url in (PUBLIC_BASE_URL + "/twilio/voice", PUBLIC_BASE_URL + "/twilio/status?room=room-1&lang=es"):
+        for form in forms:
+            assert phone.sign(url, form) == sdk.compute_signature(url, form)
+            assert sdk.validate(url, form, phone.sign(url, form))
+
+
+def test_the_in_process_client_encodes_a_form_byte_for_byte_as_urlencode() -> None:
+    from urllib.parse import urlencode
+
+    from app.simulator.asgi import form_body
+
+    forms: list[dict[str, str]] = [
+        {},
+        {"CallSid": "CA" + "1" * 32, "From": ANA, "To": PROGRAMME_NUMBER, "Digits": ""},
+        {"Timestamp": "Tue, 24 Nov 2026 03:00:00 +0000", "a b": "c=d&e", "Zoë": "é ü ~_.-", "x": "%2B+/?#"},
+    ]
+    for form in forms:
+        assert form_body(form) == urlencode(form).encode()

@@ -701,3 +701,44 @@ def test_a_sweep_has_one_reminder_claimed_and_not_recorded_at_a_time(
     assert {
         (c.kind, c.reminder_id is not None, c.initiator_id is not None) for c in programme.rows(Call)
     } == {("reminder", True, True)}
+
+
+def test_a_contact_moves_the_quiet_clock_only_forward_and_cancels_only_the_reminders_before_it(
+    programme: Programme, ana_and_bea: tuple[int, int, int]
+) -> None:
+    from ivr.vocab import ReminderState
+
+    ana, _, pair_id = ana_and_bea
+    policy = programme.app.state.context.policy
+    later, earlier = programme.clock(), programme.clock() - timedelta(days=3)
+    with programme.session() as db:
+        for period_start in (
+            earlier - timedelta(days=1),
+            later - timedelta(days=1),
+            later + timedelta(days=1),
+        ):
+            db.add(
+                Reminder(
+                    participant_id=ana,
+                    pair_id=pair_id,
+                    period_start=period_start,
+                    state=ReminderState.PENDING,
+                    attempts=0,
+                    next_attempt_at=period_start,
+                    created_at=earlier,
+                    updated_at=earlier,
+                )
+            )
+        db.commit()
+    with programme.session() as db:
+        reminders.contact_made(db, pair_id, later, policy=policy)
+        db.commit()
+    with programme.session() as db:
+        # an earlier contact told late changes nothing
+        reminders.contact_made(db, pair_id, earlier, policy=policy)
+        db.commit()
+    pair = programme.get(Pair, pair_id)
+    assert (pair.last_contact_at, pair.next_reminder_at) == (later, later + policy.contact_period)
+    with programme.session() as db:
+        states = [r.state for r in db.query(Reminder).order_by(Reminder.period_start)]
+    assert states == [ReminderState.CANCELLED, ReminderState.CANCELLED, ReminderState.PENDING]

@@ -98,3 +98,50 @@ def test_the_time_of_day_is_no_part_of_a_shape_but_what_it_says_is() -> None:
     later = dataclasses.replace(LINE, now=NOW.replace(hour=20))
     for line in (LINE, later):
         assert str(flow.connect(asleep, line, room=ROOM)) == whole(asleep, line, ROOM)
+
+
+# ---------------------------------------------------------------- the other steps most calls take
+
+BRIDGE = flow.Bridge(ROOM, caller_status=None)
+STEPS = {
+    # name, room -> the step; `shapes` is the Rendered each one keeps
+    "reminder": (lambda line, name, room: flow.reminder(Person(1, name, "America/New_York"), None, line)),
+    "hold": (lambda line, name, room: flow.hold(line)),
+    "whisper": (lambda line, name, room: flow.whisper(dataclasses.replace(BRIDGE, room=room), None, line)),
+    "accepted": (
+        lambda line, name, room: flow.whisper_answer("1", dataclasses.replace(BRIDGE, room=room), line)
+    ),
+    "partner gone": (lambda line, name, room: flow.partner_gone(flow.Leg.CALLER, line)),
+    "partner unreached": (lambda line, name, room: flow.partner_unreached(line)),
+}
+KEPT = [flow._REMINDED, flow._HOLD, flow._WHISPER, flow._ACCEPTED, flow._TOLD]
+
+
+def whole_step(step: object, line: Line, name: str, room: str) -> str:
+    """The step as the SDK builds it, with no shape kept."""
+    saved = [kept._shapes for kept in KEPT]
+    for kept in KEPT:
+        kept._shapes = {}
+    try:
+        return str(STEPS[step](line, name, room))  # type: ignore[index]
+    finally:
+        for kept, shapes in zip(KEPT, saved, strict=True):
+            kept._shapes = shapes
+
+
+@pytest.mark.parametrize(("name", "language"), list(itertools.product(NAMES, list(Language))))
+def test_the_steps_kept_once_per_shape_are_what_the_sdk_builds(name: str, language: Language) -> None:
+    for line in (LINE.speaking(language), OTHER_LINE.speaking(language)):
+        for step, build in STEPS.items():
+            build(line, "Ana", "room-aaaaaaaaaaaaaaaaaaaaaaaa")  # the shape is kept
+            assert str(build(line, name, ROOM)) == whole_step(step, line, name, ROOM), step
+
+
+def test_the_kept_steps_are_filled_in_from_their_shapes_not_built_again() -> None:
+    for kept in KEPT:
+        kept._shapes = {}
+    for build in STEPS.values():
+        build(LINE, "Ana", ROOM)
+    for kept in KEPT:
+        # a shape that could not be filled in is kept as None and built whole every time
+        assert kept._shapes and all(isinstance(text, str) for text in kept._shapes.values())

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Executable, Table, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import Dialect, Executable, Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 import ivr.flow as flow
 from app.crypto import PhoneVault
@@ -33,7 +34,7 @@ from app.models import (
 )
 from app.services import reminders
 from app.services.outbound import EndLeg, Outbound, PlacePartnerLeg, RedirectLeg
-from app.services.participants import quiet_hours_of
+from app.services.participants import quiet_hours_of, stored_quiet_hours
 from app.services.policy import Policy
 from app.twilio.forms import ConferenceCallback, Recording, StatusCallback
 from ivr.vocab import (
@@ -67,6 +68,111 @@ def new_room() -> str:
     return "room-" + secrets.token_hex(12)
 
 
+# ---------------------------------------------------------------- statements on the driver's cursor
+#
+# A callback runs a few short statements; through SQLAlchemy's Core each cost about
+# 25 µs more than SQLite takes to run it (a cache key, an execution context, a result
+# object). The callbacks' and the sweep's statements are compiled once per dialect and
+# run on the cursor of the session's own connection, in its transaction, as
+# app/twilio/fast.py does (its `Prepared` imports this module, so it is not used here).
+# Parameters and rows go through the columns' own bind and result processing: aware UTC
+# datetimes and vocabulary members, exactly as Core writes and reads them
+# (tests/test_call_rows.py compares with the ORM).
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    names: Sequence[str]  # the statement's parameters (in order, for SQLite's positional style)
+    positional: bool
+    constants: Mapping[str, Any]
+    binds: Mapping[str, Any]
+    results: tuple[Any, ...]
+
+    def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(
+            value if process is None or value is None else process(value)
+            for process, value in zip(self.results, raw, strict=True)
+        )
+
+
+class OnCursor:
+    """A Core statement run on the driver's cursor; `given` names its parameters."""
+
+    def __init__(self, statement: Executable, *given: str) -> None:
+        self.statement = statement
+        self.given = given
+        self._by_dialect: dict[str, _Compiled] = {}
+
+    def _compiled(self, dialect: Dialect) -> _Compiled:
+        found = self._by_dialect.get(dialect.name)
+        if found is None:
+            compiled = self.statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+            # lists of constants (`IN (...)`) are expanded once, into plain parameters
+            state = compiled.construct_expanded_state(dict.fromkeys(self.given))
+            # the compiler's processors are not public API: tests/test_call_rows.py
+            # compares what is written and read this way with the ORM
+            processors = {**compiled._bind_processors, **state.processors}
+            columns = getattr(self.statement, "exported_columns", ())
+            found = self._by_dialect[dialect.name] = _Compiled(
+                sql=state.statement,
+                names=list(state.positiontup) if compiled.positional else list(state.parameters),
+                positional=bool(compiled.positional),
+                constants={
+                    k: processors[k](v) if k in processors and v is not None else v
+                    for k, v in state.parameters.items()
+                    if k not in self.given
+                },
+                binds={k: p for k, p in processors.items() if k in self.given},
+                results=tuple(
+                    column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+                ),
+            )
+        return found
+
+    def _execute(self, db: Session, given: Mapping[str, Any]) -> tuple[Any, _Compiled]:
+        conn = db.connection()
+        compiled = self._compiled(conn.dialect)
+        values = {**compiled.constants, **given}
+        for name, process in compiled.binds.items():
+            value = values[name]
+            if value is not None:  # NULL is NULL
+                values[name] = process(value)
+        cursor = conn.connection.cursor()
+        try:
+            if compiled.positional:
+                cursor.execute(compiled.sql, [values[name] for name in compiled.names])
+            else:
+                cursor.execute(compiled.sql, {name: values[name] for name in compiled.names})
+        except BaseException:
+            cursor.close()
+            raise
+        return cursor, compiled
+
+    def first(self, db: Session, given: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        cursor, compiled = self._execute(db, given)
+        try:
+            raw = cursor.fetchone()
+        finally:
+            cursor.close()
+        return compiled.row(raw) if raw is not None else None
+
+    def all(self, db: Session, given: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        cursor, compiled = self._execute(db, given)
+        try:
+            return [compiled.row(raw) for raw in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def count(self, db: Session, given: Mapping[str, Any]) -> int:
+        """The rows an UPDATE or DELETE changed."""
+        cursor, _ = self._execute(db, given)
+        try:
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+
 def open_call(
     db: Session,
     sid: str,
@@ -84,7 +190,14 @@ def open_call(
     call = db.scalar(_FIND_CALL, {"sid": sid})
     if call is not None:
         return call
-    values: dict[str, Any] = {
+    _inserted(db, _NEW_CALL, _first_sight(sid, now=now, kind=kind, caller_index=caller_index))
+    call = db.scalar(_FIND_CALL, {"sid": sid})
+    assert call is not None
+    return call
+
+
+def _first_sight(sid: str, *, now: datetime, kind: CallKind, caller_index: str | None) -> dict[str, Any]:
+    return {
         "twilio_call_sid": sid,
         "kind": kind,
         "started_at": now,
@@ -94,10 +207,6 @@ def open_call(
         "caller_stepped_out": 0,
         "partner_stepped_out": 0,
     }
-    _inserted(db, _NEW_CALL, values)
-    call = db.scalar(_FIND_CALL, {"sid": sid})
-    assert call is not None
-    return call
 
 
 def new_reminder_call(
@@ -121,6 +230,98 @@ def new_reminder_call(
             "pair_id": pair_id,
             "initiator_id": participant_id,
         },
+    )
+
+
+# ---------------------------------------------------------------- a call's row, without the ORM
+#
+# Most webhooks and callbacks about a call read its row, change a few columns and end.
+# Through the ORM that cost a query into the identity map and a unit-of-work flush at the
+# commit (about a quarter of a millisecond, more than the rest of the step). Here the row
+# is read (and locked) as plain columns into a Call that no session knows, the code that
+# decides changes it as it would any Call, and `save` writes the columns that changed in
+# one UPDATE, as the flush would have. Such a Call is never added to a session (it would
+# be taken for a new row) and must be saved before the transaction commits.
+
+_CALLS = cast(Table, Call.__table__)
+_KEYS = tuple(column.key for column in _CALLS.columns)
+_ROW = select(*_CALLS.columns)
+_ROW_BY_SID = OnCursor(_ROW.where(_CALLS.c.twilio_call_sid == bindparam("sid")).with_for_update(), "sid")
+_ROW_BY_ROOM = OnCursor(_ROW.where(_CALLS.c.room == bindparam("room")).with_for_update(), "room")
+_ROW_BY_ID = OnCursor(_ROW.where(_CALLS.c.id == bindparam("call")).with_for_update(), "call")
+_AS_READ = "_peerline_as_read"  # the row's values as read, kept on the instance for `save`
+_NEW_INSTANCE = Call.__mapper__.class_manager.new_instance
+
+
+def _detached(row: Any) -> Call:
+    values = dict(zip(_KEYS, row, strict=True))
+    call: Call = _NEW_INSTANCE()
+    # straight into the instance's dict: an instrumented set per column costs more than the read
+    call.__dict__.update(values)
+    call.__dict__[_AS_READ] = values
+    return call
+
+
+def read_call(db: Session, sid: str) -> Call | None:
+    """The call with this SID as a plain row (locked), or None; `save` writes it back."""
+    row = _ROW_BY_SID.first(db, {"sid": sid})
+    return _detached(row) if row is not None else None
+
+
+def read_room(db: Session, room: str) -> Call | None:
+    """The call whose room this is, as a plain row (locked); `save` writes it back."""
+    row = _ROW_BY_ROOM.first(db, {"room": room})
+    return _detached(row) if row is not None else None
+
+
+def read_call_by_id(db: Session, call_id: int) -> Call | None:
+    row = _ROW_BY_ID.first(db, {"call": call_id})
+    return _detached(row) if row is not None else None
+
+
+def read_or_open_call(db: Session, sid: str, *, now: datetime, kind: CallKind = CallKind.PEER) -> Call:
+    """`open_call`, as a plain row: the call's row, created on first sight."""
+    call = read_call(db, sid)
+    if call is not None:
+        return call
+    _inserted(db, _NEW_CALL, _first_sight(sid, now=now, kind=kind, caller_index=None))
+    call = read_call(db, sid)
+    assert call is not None
+    return call
+
+
+def in_room(db: Session, room: str | None, sid: str | None) -> tuple[Call, Leg] | None:
+    """The call whose room a step's URL names (a plain row), and which of its legs is asking."""
+    if room is None:
+        return None
+    call = read_room(db, room)
+    if call is None:
+        return None
+    leg = leg_of(call, sid)
+    return (call, leg) if leg is not None else None
+
+
+def save(db: Session, call: Call) -> None:
+    """Write what changed on a call read by `read_call`/`read_room`: one UPDATE, or none."""
+    state = call.__dict__
+    was: dict[str, Any] = state[_AS_READ]
+    changed = tuple(key for key in _KEYS if state.get(key) != was[key])
+    if not changed:
+        return
+    _update_of(changed).count(db, {"w_id": was["id"], **{"v_" + key: state.get(key) for key in changed}})
+    # saved: what is written now is what a later save compares with
+    state[_AS_READ] = {key: state.get(key) for key in _KEYS}
+
+
+@cache
+def _update_of(keys: tuple[str, ...]) -> OnCursor:
+    """The UPDATE of these columns, built once (a step changes one of a few sets of them)."""
+    return OnCursor(
+        update(_CALLS)
+        .where(_CALLS.c.id == bindparam("w_id"))
+        .values({key: bindparam("v_" + key) for key in keys}),
+        "w_id",
+        *("v_" + key for key in keys),
     )
 
 
@@ -169,20 +370,23 @@ def caller_facts(
     me = flow.Person(person.id, person.name, person.timezone, quiet_hours_of(person))
     if person.status != ParticipantStatus.ACTIVE or person.active_pair_id is None:
         return flow.Caller(me)
-    pair = db.get(Pair, person.active_pair_id)
-    if pair is None or pair.ended_at is not None:
+    # the pair and the partner in one read, as plain columns
+    found = _PAIR_AND_PARTNER.first(db, {"pair": person.active_pair_id, "me": person.id})
+    if found is None:
         return flow.Caller(me)
-    other = db.get(Participant, pair.partner_of(person.id))
-    if other is None or other.status != ParticipantStatus.ACTIVE or other.phone_ciphertext is None:
-        return flow.Caller(me, pair.id)
+    pair_id, pair_ended, other_id, other_name, other_zone, other_quiet, other_status, reachable = found
+    if pair_ended is not None:
+        return flow.Caller(me)
+    if other_id is None or other_status != ParticipantStatus.ACTIVE or not reachable:
+        return flow.Caller(me, pair_id)
     partner = flow.Partner(
-        other.id,
-        other.name,
-        other.timezone,
-        quiet_hours_of(other),
-        on_call=on_live_call(db, other.id, now=now, exclude_call_id=exclude_call_id),
+        other_id,
+        other_name,
+        other_zone,
+        stored_quiet_hours(other_quiet),
+        on_call=on_live_call(db, other_id, now=now, exclude_call_id=exclude_call_id),
     )
-    return flow.Caller(me, pair.id, partner, _missed(db, pair, person.id, other.id))
+    return flow.Caller(me, pair_id, partner, _missed(db, pair_id, person.id, other_id))
 
 
 # Built once: on the hot path of every inbound call, building the statement costs more
@@ -221,22 +425,48 @@ _REMINDER_PLACING = select(Reminder.id).where(
 )
 # one round trip on the hot path of every call
 ON_A_CALL = or_(_LIVE_CALL.exists(), _REMINDER_PLACING.exists())
-_ON_A_CALL = select(ON_A_CALL)
+_ON_A_CALL = OnCursor(select(ON_A_CALL), "person", "after", "exclude")
+_MISSED = OnCursor(MISSED_SINCE, "pair", "me", "partner")
+_OTHER = aliased(Participant)
+_PAIR_AND_PARTNER = OnCursor(
+    select(
+        Pair.id,
+        Pair.ended_at,
+        _OTHER.id,
+        _OTHER.name,
+        _OTHER.timezone,
+        _OTHER.quiet_hours,
+        _OTHER.status,
+        _OTHER.phone_ciphertext.is_not(None),
+    )
+    .outerjoin(
+        _OTHER,
+        _OTHER.id
+        == case(
+            (Pair.participant_a_id == bindparam("me"), Pair.participant_b_id), else_=Pair.participant_a_id
+        ),
+    )
+    .where(Pair.id == bindparam("pair")),
+    "pair",
+    "me",
+)
 _FIND_CALL = select(Call).where(Call.twilio_call_sid == bindparam("sid")).with_for_update()
 _FIND_ROOM = select(Call).where(Call.room == bindparam("room")).with_for_update()
 _FAILURES = select(func.count(KeyedIdFailure.id)).where(
     KeyedIdFailure.caller_index == bindparam("caller"),
     KeyedIdFailure.at > bindparam("after", type_=UTCDateTime()),
 )
-_CALLS = cast(Table, Call.__table__)
 # the room changes kept for a call, read as plain rows (talk time is counted from them)
-_EVENTS = select(
-    ConferenceEvent.event,
-    ConferenceEvent.conference_sid,
-    ConferenceEvent.participant_sid,
-    ConferenceEvent.at,
-    ConferenceEvent.sequence_number,
-).where(ConferenceEvent.call_id == bindparam("call"))
+_EVENTS = OnCursor(
+    select(
+        ConferenceEvent.event,
+        ConferenceEvent.conference_sid,
+        ConferenceEvent.participant_sid,
+        ConferenceEvent.at,
+        ConferenceEvent.sequence_number,
+    ).where(ConferenceEvent.call_id == bindparam("call")),
+    "call",
+)
 
 
 # ---------------------------------------------------------------- INSERT ... ON CONFLICT DO NOTHING
@@ -251,23 +481,20 @@ class _Upsert:
 
     def __init__(self, table: Any, columns: list[str], keys: list[str]) -> None:
         self.columns = columns
-        self.by_dialect: dict[str, Executable] = {}
+        self.by_dialect: dict[str, OnCursor] = {}
         for name, builder in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert)):
-            self.by_dialect[name] = (
+            self.by_dialect[name] = OnCursor(
                 builder(table)
                 .values({column: bindparam(column) for column in columns})
                 .on_conflict_do_nothing(index_elements=keys)
-                .returning(table.c.id)
+                .returning(table.c.id),
+                *columns,
             )
 
 
 def _inserted(db: Session, upsert: _Upsert, values: dict[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING: True when the row is new."""
-    return db.connection().execute(_insert_ignore(db, upsert), values).first() is not None
-
-
-def _insert_ignore(db: Session, upsert: _Upsert) -> Executable:
-    return upsert.by_dialect[db.get_bind().dialect.name]
+    return upsert.by_dialect[db.get_bind().dialect.name].first(db, values) is not None
 
 
 _NEW_CALL = _Upsert(
@@ -298,15 +525,17 @@ _NEW_MESSAGE = _Upsert(
 )
 
 
-def _missed(db: Session, pair: Pair, me: int, partner: int) -> int:
+def _missed(db: Session, pair_id: int, me: int, partner: int) -> int:
     """The partner's calls that did not reach me since we last talked: I am told next time."""
-    return db.scalar(MISSED_SINCE, {"pair": pair.id, "me": me, "partner": partner}) or 0
+    found = _MISSED.first(db, {"pair": pair_id, "me": me, "partner": partner})
+    return int(found[0] or 0) if found is not None else 0
 
 
 def on_live_call(db: Session, person_id: int, *, now: datetime, exclude_call_id: int | None = None) -> bool:
     """On a live Peerline call: their own, a reminder being placed or answered, or another room."""
     params = {"person": person_id, "after": now - LIVE_AT_MOST, "exclude": exclude_call_id or -1}
-    return bool(db.scalar(_ON_A_CALL, params))
+    found = _ON_A_CALL.first(db, params)
+    return bool(found[0]) if found is not None else False
 
 
 def is_locked_out(db: Session, caller_index: str, now: datetime) -> bool:
@@ -440,9 +669,7 @@ def _refresh_bridged(db: Session, call: Call, policy: Policy, *, recount: bool) 
     call.outcome, call.duration_seconds = ending.outcome, ending.duration_seconds
     call.end_reason = call.end_reason or ending.end_reason
     if ending.outcome == Outcome.CONTACT and call.pair_id is not None and call.accepted_at is not None:
-        pair = db.get(Pair, call.pair_id)
-        if pair is not None and (pair.last_contact_at is None or pair.last_contact_at < call.accepted_at):
-            reminders.contact_made(db, pair, call.accepted_at, policy=policy)
+        reminders.contact_made(db, call.pair_id, call.accepted_at, policy=policy)
 
 
 def _bridged_ending(call: Any, talk: int, policy: Policy) -> flow.Ending | None:
@@ -465,9 +692,7 @@ def _talk_time(db: Session, call: Any) -> int:
         return 0  # nobody else was ever in the room (flow.talk_time)
     changes = [
         flow.RoomChange(event, conference_sid, participant_sid or None, at, sequence)
-        for event, conference_sid, participant_sid, at, sequence in db.connection().execute(
-            _EVENTS, {"call": call.id}
-        )
+        for event, conference_sid, participant_sid, at, sequence in _EVENTS.all(db, {"call": call.id})
     ]
     return flow.talk_time(
         changes,
@@ -492,9 +717,10 @@ def apply_status(db: Session, callback: StatusCallback, *, now: datetime, policy
     if callback.room is not None and _partner_progressed(db, callback):
         return []
     seconds = callback.call_duration
+    # the call's row as plain columns, written back once at the end (save)
     call: Call | None
     if callback.room is not None:
-        call = find_by_room(db, callback.room)
+        call = read_room(db, callback.room)
         if call is None:
             log.info("status callback for a room no call has")
             return []
@@ -503,14 +729,15 @@ def apply_status(db: Session, callback: StatusCallback, *, now: datetime, policy
             return []  # a leg we did not place for this call
     elif callback.parent_call_sid is not None:
         # a leg dialled with <Dial><Number> (the nurse line, or a call from before the rooms)
-        call = find_call(db, callback.parent_call_sid)
+        call = read_call(db, callback.parent_call_sid)
         if call is None:
             return []
         if status.is_terminal and seconds is not None:
             call.dial_seconds = max(seconds, call.dial_seconds or 0)
+            save(db, call)
         return []
     else:
-        call = open_call(db, sid, now=now)
+        call = read_or_open_call(db, sid, now=now)
         leg = Leg.CALLER
     was_live = flow.Bridge(
         call.room or "", caller_status=call.status, partner_status=call.partner_status
@@ -536,6 +763,7 @@ def apply_status(db: Session, callback: StatusCallback, *, now: datetime, policy
         outbound = record(db, call, effects, now=now, policy=policy, recount=True)
     else:
         refresh_outcome(db, call, policy, now=now)
+    save(db, call)
     return outbound
 
 
@@ -547,30 +775,33 @@ def _progressed(db: Session, callback: StatusCallback, at: datetime) -> bool:
     status = callback.call_status
     if status is None or status.is_terminal or callback.call_sid is None:
         return False
-    done = db.connection().execute(
-        _progress_statement(status),
-        {"sid": callback.call_sid, "status": status, "sequence": callback.sequence_number, "at": at},
+    done = _progress_statement(status).count(
+        db, {"sid": callback.call_sid, "status": status, "sequence": callback.sequence_number, "at": at}
     )
-    return bool(done.rowcount == 1)
+    return done == 1
 
 
 # The statuses behind this one are written out (`status = 'queued' OR ...`), not as
 # `IN (...)`: a list is expanded into the SQL again at every execution.
 @cache
-def _progress_statement(status: CallStatus) -> Executable:
+def _progress_statement(status: CallStatus) -> OnCursor:
     table = _CALLS.c
     behind = [s for s in CallStatus if s.rank < status.rank]
     values: dict[str, Any] = {"status": bindparam("status"), "status_sequence": bindparam("sequence")}
     if status in (CallStatus.IN_PROGRESS, CallStatus.ANSWERED):
         values["answered_at"] = func.coalesce(table.answered_at, bindparam("at", type_=UTCDateTime()))
-    return (
+    return OnCursor(
         update(_CALLS)
         .where(
             table.twilio_call_sid == bindparam("sid"),
             table.bridged_at.is_(None),
             or_(table.status.is_(None), *(table.status == earlier for earlier in behind)),
         )
-        .values(values)
+        .values(values),
+        "sid",
+        "status",
+        "sequence",
+        "at",
     )
 
 
@@ -585,50 +816,28 @@ def _partner_progressed(db: Session, callback: StatusCallback) -> bool:
     status = callback.call_status
     if status is None or status.is_terminal or callback.call_sid is None:
         return False
-    done = db.connection().execute(
-        _partner_progress_statement(status),
-        {"leg_room": callback.room, "sid": callback.call_sid, "leg_status": status},
+    done = _partner_progress_statement(status).count(
+        db, {"leg_room": callback.room, "sid": callback.call_sid, "leg_status": status}
     )
-    return bool(done.rowcount == 1)
+    return done == 1
 
 
 @cache
-def _partner_progress_statement(status: CallStatus) -> Executable:
+def _partner_progress_statement(status: CallStatus) -> OnCursor:
     table = _CALLS.c
     behind = [s for s in CallStatus if s.rank < status.rank]
-    return (
+    return OnCursor(
         update(_CALLS)
         .where(
             table.room == bindparam("leg_room"),
             table.partner_call_sid == bindparam("sid"),
             or_(table.partner_status.is_(None), *(table.partner_status == earlier for earlier in behind)),
         )
-        .values(partner_status=bindparam("leg_status"))
+        .values(partner_status=bindparam("leg_status")),
+        "leg_room",
+        "sid",
+        "leg_status",
     )
-
-
-# what a conference callback needs of its call, read (and locked) without the ORM
-_ROOM_CALL = (
-    select(
-        Call.id,
-        Call.kind,
-        Call.bridged_at,
-        Call.status,
-        Call.partner_status,
-        Call.accepted_at,
-        Call.partner_answered_by,
-        Call.twilio_call_sid,
-        Call.partner_call_sid,
-        Call.ended_at,
-        Call.partner_ended_at,
-        Call.talk_seconds,
-        Call.outcome,
-        Call.end_reason,
-    )
-    .where(Call.room == bindparam("room"))
-    .with_for_update()
-)
-_SET_TALK = update(_CALLS).where(_CALLS.c.id == bindparam("call")).values(talk_seconds=bindparam("talk"))
 
 
 def apply_conference(db: Session, callback: ConferenceCallback, *, now: datetime, policy: Policy) -> None:
@@ -636,13 +845,12 @@ def apply_conference(db: Session, callback: ConferenceCallback, *, now: datetime
 
     A repeat is kept once and changes nothing: what it says was counted when it first
     came. While the call is not decided by it (the common case: the room changes while
-    both legs are live), only the talk time is written; otherwise the call is loaded and
-    refreshed whole (refresh_outcome).
+    both legs are live), only the talk time is written (if it changed); otherwise the
+    call is refreshed whole (refresh_outcome).
     """
     if callback.room is None or callback.event is None:
         return
-    conn = db.connection()
-    call = conn.execute(_ROOM_CALL, {"room": callback.room}).first()
+    call = read_room(db, callback.room)
     if call is None:
         log.info("conference callback for a room no call has")
         return
@@ -664,12 +872,11 @@ def apply_conference(db: Session, callback: ConferenceCallback, *, now: datetime
     if _counted_in_the_room(call):
         talk = _talk_time(db, call)
         if _bridged_ending(call, talk, policy) is None:
-            if talk != call.talk_seconds:
-                conn.execute(_SET_TALK, {"call": call.id, "talk": talk})
+            call.talk_seconds = talk
+            save(db, call)
             return
-    whole = db.get(Call, call.id)  # locked above
-    assert whole is not None
-    refresh_outcome(db, whole, policy, now=now)
+    refresh_outcome(db, call, policy, now=now)
+    save(db, call)
 
 
 def _counted_in_the_room(call: Any) -> bool:
@@ -713,3 +920,32 @@ def record_message(db: Session, recording: Recording | None, *, now: datetime) -
         message.recording_url = message.recording_url or recording.url
         if duration is not None:
             message.duration_seconds = max(duration, message.duration_seconds or 0)
+
+
+_LANGUAGE = OnCursor(select(Participant.language).where(Participant.id == bindparam("person")), "person")
+
+
+def language_of(db: Session, participant_id: int) -> str | None:
+    """A participant's own language, as stored (one column, not the whole person)."""
+    row = _LANGUAGE.first(db, {"person": participant_id})
+    return str(row[0]) if row is not None and row[0] is not None else None
+
+
+_PERSON_KEYS = tuple(column.key for column in cast(Table, Participant.__table__).columns)
+_PERSON = OnCursor(
+    select(*cast(Table, Participant.__table__).columns).where(
+        cast(Table, Participant.__table__).c.id == bindparam("person")
+    ),
+    "person",
+)
+_NEW_PERSON = Participant.__mapper__.class_manager.new_instance
+
+
+def read_person(db: Session, participant_id: int) -> Participant | None:
+    """A participant's row as plain columns, to read only: no session knows it."""
+    row = _PERSON.first(db, {"person": participant_id})
+    if row is None:
+        return None
+    person: Participant = _NEW_PERSON()
+    person.__dict__.update(zip(_PERSON_KEYS, row, strict=True))
+    return person

@@ -60,20 +60,37 @@ def attempted_since(db: Session, pair_id: int, since: datetime) -> bool:
 # ---------------------------------------------------------------- hooks from the call flow
 
 
-def contact_made(db: Session, pair: Pair, at: datetime, *, policy: Policy) -> None:
-    """A contact resets the pair's quiet clock and cancels reminders still waiting."""
-    pair.last_contact_at = at
-    pair.next_reminder_at = at + policy.contact_period
-    db.execute(
-        update(Reminder)
-        .where(
-            Reminder.pair_id == pair.id,
-            Reminder.state == ReminderState.PENDING,
-            Reminder.period_start <= at,
-        )
-        .values(state=ReminderState.CANCELLED, updated_at=at)
-        .execution_options(synchronize_session=False)
+def contact_made(db: Session, pair_id: int, at: datetime, *, policy: Policy) -> None:
+    """A contact resets the pair's quiet clock and cancels reminders still waiting.
+
+    Only a contact later than the last one known moves the clock: one UPDATE that
+    finds nothing to change otherwise (a repeat, or an earlier contact told late).
+    """
+    moved = db.connection().execute(
+        _CONTACT, {"c_pair": pair_id, "c_at": at, "c_next": at + policy.contact_period}
     )
+    if moved.rowcount == 1:
+        db.connection().execute(_CANCEL_WAITING, {"c_pair": pair_id, "c_at": at})
+
+
+# built once: on every contact, building them cost more than running them
+_CONTACT = (
+    update(Pair)
+    .where(
+        Pair.id == bindparam("c_pair"),
+        or_(Pair.last_contact_at.is_(None), Pair.last_contact_at < bindparam("c_at")),
+    )
+    .values(last_contact_at=bindparam("c_at"), next_reminder_at=bindparam("c_next"))
+)
+_CANCEL_WAITING = (
+    update(Reminder)
+    .where(
+        Reminder.pair_id == bindparam("c_pair"),
+        Reminder.state == ReminderState.PENDING,
+        Reminder.period_start <= bindparam("c_at"),
+    )
+    .values(state=ReminderState.CANCELLED, updated_at=bindparam("c_at"))
+)
 
 
 def reminder_call_ended(db: Session, call: Call, *, now: datetime) -> None:

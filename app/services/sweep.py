@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Executable, bindparam, or_, select, update
+from sqlalchemy import CursorResult, bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.crypto import PhoneVault
@@ -240,8 +240,11 @@ def place_due(
             db.commit()
 
 
+# The claim's statements run on the driver's cursor (calls.OnCursor): a sweep runs
+# several for every reminder, and SQLAlchemy's own cost per execution was larger than
+# SQLite's.
 # the next due reminder and its person, locked for this process (another sweep skips it)
-_DUE = (
+_DUE = calls.OnCursor(
     select(
         Reminder.id,
         Reminder.participant_id,
@@ -257,13 +260,15 @@ _DUE = (
     .where(Reminder.state == ReminderState.PENDING, Reminder.next_attempt_at <= bindparam("now"))
     .order_by(Reminder.next_attempt_at, Reminder.id)
     .limit(1)
-    .with_for_update(skip_locked=True, of=Reminder)
+    .with_for_update(skip_locked=True, of=Reminder),
+    "now",
 )
 # the pair's row is the meeting point of two sweeps claiming its two partners at once
-_PAIR = (
+_PAIR = calls.OnCursor(
     select(Pair.participant_a_id, Pair.participant_b_id, Pair.ended_at, Pair.last_contact_at)
     .where(Pair.id == bindparam("pair"))
-    .with_for_update()
+    .with_for_update(),
+    "pair",
 )
 # read after the pair's lock: the partner's reminder call is being placed or is live, or
 # this person is on a call of their own (calls.on_live_call)
@@ -272,20 +277,24 @@ _PARTNER_REMINDER_LIVE = select(Reminder.id).where(
     Reminder.participant_id == bindparam("partner"),
     or_(Reminder.state == ReminderState.PLACING, Reminder.state == ReminderState.CALLING),
 )
-_BUSY = select(_PARTNER_REMINDER_LIVE.exists(), calls.ON_A_CALL)
+_BUSY = calls.OnCursor(
+    select(_PARTNER_REMINDER_LIVE.exists(), calls.ON_A_CALL), "pair", "partner", "person", "after", "exclude"
+)
 
 
-def _set(db: Session, reminder_id: int, now: datetime, what: Executable, **values: Any) -> None:
+def _set(db: Session, reminder_id: int, now: datetime, what: calls.OnCursor, **values: Any) -> None:
     """What became of a claimed reminder, written past the session (it holds no copy of it)."""
-    db.connection().execute(what, {"b_id": reminder_id, "b_now": now, **values})
+    what.count(db, {"b_id": reminder_id, "b_now": now, **values})
 
 
-def _reminder_update(**values: Any) -> Executable:
+def _reminder_update(**values: Any) -> calls.OnCursor:
     """Built once: building an UPDATE for each reminder cost more than running it."""
-    return (
+    return calls.OnCursor(
         update(Reminder)
         .where(Reminder.id == bindparam("b_id"))
-        .values(updated_at=bindparam("b_now"), **values)
+        .values(updated_at=bindparam("b_now"), **values),
+        # every parameter any of them takes: a name a statement does not have is not sent
+        *("b_id", "b_now", "b_at", "b_error", "b_sid"),
     )
 
 
@@ -305,21 +314,21 @@ def claim_next(
     and one write: what became of it.
     """
     db.flush()  # the reads below go past the session: nothing of it may be left unwritten
-    conn = db.connection()
     while True:
-        due = conn.execute(_DUE, {"now": now}).first()
+        due = _DUE.first(db, {"now": now})
         if due is None:
             return None
         reminder_id, participant_id, pair_id, period_start, person_id, status, ciphertext, tz, quiet = due
-        pair = conn.execute(_PAIR, {"pair": pair_id}).first()
+        pair = _PAIR.first(db, {"pair": pair_id})
         phone = vault.decrypt(ciphertext) if person_id is not None and ciphertext else None
+        a_id, b_id, pair_ended, last_contact = pair if pair is not None else (None, None, None, None)
         if (
             person_id is None
             or status != ParticipantStatus.ACTIVE
             or phone is None
             or pair is None
-            or pair.ended_at is not None
-            or (pair.last_contact_at is not None and pair.last_contact_at >= period_start)
+            or pair_ended is not None
+            or (last_contact is not None and last_contact >= period_start)
             or (
                 # the trials' rule: a call attempted since the quiet period began ends it too
                 policy.reminder_trigger == "attempt" and reminders.attempted_since(db, pair_id, period_start)
@@ -328,9 +337,9 @@ def claim_next(
             _set(db, reminder_id, now, _CANCELLED)
             report.cancelled += 1
             continue
-        partner = pair.participant_b_id if participant_id == pair.participant_a_id else pair.participant_a_id
-        partner_live, on_a_call = conn.execute(
-            _BUSY,
+        partner = b_id if participant_id == a_id else a_id
+        busy = _BUSY.first(
+            db,
             {
                 "pair": pair_id,
                 "partner": partner,
@@ -338,7 +347,9 @@ def claim_next(
                 "after": now - calls.LIVE_AT_MOST,
                 "exclude": -1,
             },
-        ).one()
+        )
+        assert busy is not None  # a SELECT of two EXISTS has one row
+        partner_live, on_a_call = busy
         if partner_live or on_a_call:
             # never while the first partner's reminder call (or any other call of theirs) is
             # live: "press 1 to talk now" there must not ring a line busy with its own reminder

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 from starlette.types import ASGIApp, Message
 
@@ -97,7 +98,7 @@ class DirectClient:
         self._loops = _Loops()
 
     def post(self, url: str, *, data: Mapping[str, str], headers: Mapping[str, str]) -> Answer:
-        return self.request("POST", url, body=urlencode(data).encode(), headers=headers, form=True)
+        return self.request("POST", url, body=form_body(data), headers=headers, form=True)
 
     def request(
         self,
@@ -172,6 +173,20 @@ async def _call(app: ASGIApp, scope: dict[str, Any], body: bytes) -> Answer:
 
     await app(scope, receive, send)
     return Answer(status, headers, b"".join(chunks))
+
+
+# what `quote_plus` leaves as it is: such a value is its own encoding
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def form_body(data: Mapping[str, str]) -> bytes:
+    """`urlencode(data).encode()`, byte for byte, for a form of strings: most names and
+    values need no quoting, and `quote_plus` takes its slow general path for each of them
+    (more than half of what a request cost this client; tests/test_fake_twilio.py compares)."""
+    return "&".join(
+        (k if _PLAIN.fullmatch(k) else quote_plus(k)) + "=" + (v if _PLAIN.fullmatch(v) else quote_plus(v))
+        for k, v in data.items()
+    ).encode()
 
 
 def basic_auth(user: str, password: str) -> str:

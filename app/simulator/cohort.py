@@ -49,6 +49,7 @@ from app.simulator.telephone import (
     new_sid,
 )
 from app.simulator.telephone import in_process_client as rest_client
+from app.twilio.dialer import dialer_for
 from ivr.vocab import AnsweredBy, CallStatus
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,9 @@ class Cohort:
             auth_token=self.settings.twilio_auth_token,
             programme_number=self.settings.programme_number,
         )
+        # the telephone waits for the service's dialer after every request it sends: the
+        # dialer makes its REST requests then, on this thread (Dialer.run_when_waited)
+        dialer_for(app).run_when_waited()
         # the sweep's REST requests go to the same fake that the telephone plays
         self.rest = rest_client(
             self.phone.fake, self.settings.twilio_account_sid, self.settings.twilio_auth_token

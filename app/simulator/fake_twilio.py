@@ -26,7 +26,8 @@ import base64
 import binascii
 import secrets
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -51,14 +52,17 @@ ERRORS = {
 }
 
 
-def twilio_error(status: int, code: int) -> JSONResponse:
-    body = {
+def error_body(status: int, code: int) -> dict[str, Any]:
+    return {
         "code": code,
         "message": ERRORS.get(code, "error"),
         "more_info": f"https://www.twilio.com/docs/errors/{code}",
         "status": status,
     }
-    return JSONResponse(body, status_code=status)
+
+
+def twilio_error(status: int, code: int) -> JSONResponse:
+    return JSONResponse(error_body(status, code), status_code=status)
 
 
 @dataclass
@@ -122,8 +126,7 @@ class FakeTwilio:
         return call.status if call else None
 
 
-def _authorised(request: Request, account_sid: str, token: str | None) -> bool:
-    header = request.headers.get("authorization", "")
+def _authorised(header: str, account_sid: str, token: str | None) -> bool:
     if not header.startswith("Basic "):
         return False
     try:
@@ -135,38 +138,64 @@ def _authorised(request: Request, account_sid: str, token: str | None) -> bool:
     )
 
 
-def create_fake_twilio(fake: FakeTwilio | None = None) -> FastAPI:
-    state = fake or FakeTwilio()
-    app = FastAPI(title="Fake Twilio Calls API")
-    app.state.fake = state
+class Fields(dict[str, list[str]]):
+    """A request's form fields from (name, value) pairs, read as Starlette's FormData reads."""
 
-    async def failure() -> Response | None:
+    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+        super().__init__()
+        for key, value in pairs:
+            self.setdefault(key, []).append(value)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        values = super().get(key)
+        return values[0] if values else default
+
+    def getlist(self, key: str) -> list[Any]:
+        return list(super().get(key, []))
+
+    def __getitem__(self, key: str) -> Any:
+        return super().__getitem__(key)[0]
+
+
+Answer = tuple[int, dict[str, Any]]  # the status code and the JSON body
+# a request that must hang this many seconds first (the client times out)
+Hang = float
+
+
+class CallsApi:
+    """The Calls resource on the fake's memory: the same answers and errors whether it is
+    served over HTTP (create_fake_twilio) or called in this process by the SDK client the
+    simulator gives the service (telephone.in_process_client), which skips the web
+    framework: at a cohort's size that was most of each REST request."""
+
+    def __init__(self, state: FakeTwilio) -> None:
+        self.state = state
+
+    def failure(self) -> Answer | Hang | None:
+        state = self.state
         with state.lock:
             queued = state.failures.pop(0) if state.failures else None
         if isinstance(queued, float):
-            await asyncio.sleep(queued)  # a request that hangs: the client times out
-        elif queued is not None:
-            return twilio_error(queued, {429: 20429}.get(queued, 20500))
+            return queued
+        if queued is not None:
+            return queued, error_body(queued, {429: 20429}.get(queued, 20500))
         return None
 
-    @app.post("/2010-04-01/Accounts/{account_sid}/Calls.json")
-    async def create_call(account_sid: str, request: Request) -> Response:
-        if not _authorised(request, account_sid, state.auth_token):
-            return twilio_error(401, 20003)
-        failed = await failure()
-        if failed is not None:
-            return failed
-        form = await request.form()
+    def authorised(self, account_sid: str, authorization: str) -> bool:
+        return _authorised(authorization, account_sid, self.state.auth_token)
+
+    def create(self, account_sid: str, form: Fields) -> Answer:
+        state = self.state
         to, from_ = str(form.get("To", "")).strip(), str(form.get("From", "")).strip()
         url, twiml = str(form.get("Url", "")).strip(), str(form.get("Twiml", "")).strip()
         if not to:
-            return twilio_error(400, 21201)
+            return 400, error_body(400, 21201)
         if not from_:
-            return twilio_error(400, 21213)
+            return 400, error_body(400, 21213)
         if not url and not twiml and not form.get("ApplicationSid"):
-            return twilio_error(400, 21205)
+            return 400, error_body(400, 21205)
         if not to.startswith("+") or not to[1:].isdigit():
-            return twilio_error(400, 21211)
+            return 400, error_body(400, 21211)
         timeout = str(form.get("Timeout", ""))
         call = PlacedCall(
             sid="CA" + secrets.token_hex(16),
@@ -185,25 +214,19 @@ def create_fake_twilio(fake: FakeTwilio | None = None) -> FastAPI:
             state.calls.append(call)
         # like Twilio, answer the API request first and ring the phone afterwards
         state.switchboard.place(call.url, call, _ring_here(state.on_call))
-        return JSONResponse(_call_json(call), status_code=201)
+        return 201, _call_json(call)
 
-    @app.post("/2010-04-01/Accounts/{account_sid}/Calls/{sid}.json")
-    async def update_call(account_sid: str, sid: str, request: Request) -> Response:
-        if not _authorised(request, account_sid, state.auth_token):
-            return twilio_error(401, 20003)
-        failed = await failure()
-        if failed is not None:
-            return failed
-        form = await request.form()
+    def update(self, sid: str, form: Fields) -> Answer:
+        state = self.state
         status = state.status_of(sid)
         if status is None:
-            return twilio_error(404, 20404)
+            return 404, error_body(404, 20404)
         url, twiml = str(form.get("Url", "")).strip(), str(form.get("Twiml", "")).strip()
         wanted = str(form.get("Status", "")).strip()
         leg = state.switchboard.leg(sid)
         if url or twiml:
             if status != CallStatus.IN_PROGRESS or leg is None:
-                return twilio_error(400, 21220)
+                return 400, error_body(400, 21220)
             with state.lock:
                 state.changes.append((sid, url or "twiml"))
             leg.redirect(url or None, twiml or None)
@@ -211,7 +234,7 @@ def create_fake_twilio(fake: FakeTwilio | None = None) -> FastAPI:
             # `canceled` ends a call that has not been answered; `completed` one that has
             ringing = status.rank < CallStatus.IN_PROGRESS.rank
             if status.is_terminal or (wanted == CallStatus.CANCELED) != ringing:
-                return twilio_error(400, 21220)
+                return 400, error_body(400, 21220)
             with state.lock:
                 state.changes.append((sid, wanted))
             if leg is not None:
@@ -221,17 +244,70 @@ def create_fake_twilio(fake: FakeTwilio | None = None) -> FastAPI:
                 if placed is not None:
                     placed.status = CallStatus(wanted)
         placed = state.find(sid)
-        body = _call_json(placed) if placed else {"sid": sid, "status": state.status_of(sid)}
-        return JSONResponse(body)
+        return 200, _call_json(placed) if placed else {"sid": sid, "status": state.status_of(sid)}
+
+    def fetch(self, sid: str) -> Answer:
+        placed = self.state.find(sid)
+        if placed is None:
+            return 404, error_body(404, 20404)
+        return 200, _call_json(placed)
+
+    def request(
+        self, method: str, account_sid: str, sid: str | None, authorization: str, form: Fields
+    ) -> Answer:
+        """One request to Calls.json (sid None) or Calls/{sid}.json, in this process."""
+        if not self.authorised(account_sid, authorization):
+            return 401, error_body(401, 20003)
+        if method == "GET":
+            return self.fetch(sid) if sid is not None else (404, error_body(404, 20404))
+        failed = self.failure()
+        if isinstance(failed, float):
+            time.sleep(failed)  # a request that hangs: the client times out
+        elif failed is not None:
+            return failed
+        return self.create(account_sid, form) if sid is None else self.update(sid, form)
+
+
+def create_fake_twilio(fake: FakeTwilio | None = None) -> FastAPI:
+    state = fake or FakeTwilio()
+    api = CallsApi(state)
+    app = FastAPI(title="Fake Twilio Calls API")
+    app.state.fake = state
+
+    async def failure() -> Response | None:
+        failed = api.failure()
+        if isinstance(failed, float):
+            await asyncio.sleep(failed)  # a request that hangs: the client times out
+        elif failed is not None:
+            return JSONResponse(failed[1], status_code=failed[0])
+        return None
+
+    def answer(answered: Answer) -> Response:
+        return JSONResponse(answered[1], status_code=answered[0])
+
+    @app.post("/2010-04-01/Accounts/{account_sid}/Calls.json")
+    async def create_call(account_sid: str, request: Request) -> Response:
+        if not api.authorised(account_sid, request.headers.get("authorization", "")):
+            return twilio_error(401, 20003)
+        failed = await failure()
+        if failed is not None:
+            return failed
+        return answer(api.create(account_sid, await _fields(request)))
+
+    @app.post("/2010-04-01/Accounts/{account_sid}/Calls/{sid}.json")
+    async def update_call(account_sid: str, sid: str, request: Request) -> Response:
+        if not api.authorised(account_sid, request.headers.get("authorization", "")):
+            return twilio_error(401, 20003)
+        failed = await failure()
+        if failed is not None:
+            return failed
+        return answer(api.update(sid, await _fields(request)))
 
     @app.get("/2010-04-01/Accounts/{account_sid}/Calls/{sid}.json")
     async def fetch_call(account_sid: str, sid: str, request: Request) -> Response:
-        if not _authorised(request, account_sid, state.auth_token):
+        if not api.authorised(account_sid, request.headers.get("authorization", "")):
             return twilio_error(401, 20003)
-        placed = state.find(sid)
-        if placed is None:
-            return twilio_error(404, 20404)
-        return JSONResponse(_call_json(placed))
+        return answer(api.fetch(sid))
 
     @app.get("/2010-04-01/Accounts/{account_sid}/Recordings/{recording}")
     async def recording(account_sid: str, recording: str, request: Request) -> Response:
@@ -241,6 +317,10 @@ def create_fake_twilio(fake: FakeTwilio | None = None) -> FastAPI:
         return Response(FAKE_MP3, media_type="audio/mpeg")
 
     return app
+
+
+async def _fields(request: Request) -> Fields:
+    return Fields((key, str(value)) for key, value in (await request.form()).multi_items())
 
 
 def _ring_here(on_call: Callable[[PlacedCall], None] | None) -> Callable[[object], None] | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -55,6 +56,16 @@ class Dialer:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dialer")
         self._busy = 0
         self._idle = threading.Condition()
+        # requests kept for whoever waits for the dialer (run_when_waited), else None
+        self._kept: deque[Outbound] | None = None
+
+    def run_when_waited(self) -> None:
+        """For a simulation that waits for the dialer after every request it sends
+        (`wait_idle`): the requests are kept, and made by the waiting thread when it
+        waits, in the order they came, with what follows from them. The same requests,
+        made after the same commits and before the simulation goes on; only no thread is
+        woken for each (in-process, the hand-over cost more than a partner's leg)."""
+        self._kept = deque()
 
     # ------------------------------------------------------------ the REST client
 
@@ -79,6 +90,9 @@ class Dialer:
     # ------------------------------------------------------------ work
 
     def submit(self, requests: Iterable[Outbound]) -> None:
+        if self._kept is not None:
+            self._kept.extend(requests)
+            return
         for request in requests:
             with self._idle:
                 self._busy += 1
@@ -86,10 +100,22 @@ class Dialer:
 
     def wait_idle(self, timeout: float = 15.0) -> bool:
         """True once every request handed over so far (and what followed from it) is done."""
+        if self._kept is not None:
+            while self._kept:
+                self._make(self._kept.popleft())
+            return True
         with self._idle:
             return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
     def _run(self, request: Outbound) -> None:
+        try:
+            self._make(request)
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    def _make(self, request: Outbound) -> None:
         try:
             match request:
                 case PlacePartnerLeg():
@@ -100,10 +126,6 @@ class Dialer:
                     self._change(sid, lambda client: rest.end_call(client, sid))
         except Exception:
             log.exception("a request to Twilio could not be carried out")
-        finally:
-            with self._idle:
-                self._busy -= 1
-                self._idle.notify_all()
 
     def _url(self, step: StepName, room: str) -> str:
         return flow.Urls(self.ctx.settings.public_base_url).step(step, room=room)
@@ -124,18 +146,14 @@ class Dialer:
         """Ring the partner for the call: one read before the request to Twilio, one write
         after it (Core, one statement each); the ORM only when the leg is not placed."""
         with self.sessions() as db:
-            found = db.connection().execute(
-                _LEG_WANTED, {"call": request.call_id, "person": request.partner_id}
-            )
-            wanted = found.first()
-            if (
-                wanted is None
-                or wanted.partner_call_sid is not None
-                or wanted.partner_status != CallStatus.QUEUED
-            ):
+            wanted = _LEG_WANTED.first(db, {"call": request.call_id, "person": request.partner_id})
+            if wanted is None:
                 return
-            phone = self.ctx.vault.decrypt(wanted.phone_ciphertext) if wanted.phone_ciphertext else None
-            caller_gone = wanted.status is not None and wanted.status.is_terminal
+            partner_sid, partner_status, caller_status, ciphertext = wanted
+            if partner_sid is not None or partner_status != CallStatus.QUEUED:
+                return
+            phone = self.ctx.vault.decrypt(ciphertext) if ciphertext else None
+            caller_gone = caller_status is not None and caller_status.is_terminal
             if caller_gone or phone is None:
                 # the caller hung up before the partner's phone rang, or the number was removed
                 self._not_placed_yet(
@@ -161,12 +179,11 @@ class Dialer:
         with self.sessions() as db:
             match result:
                 case rest.Placed(sid):
-                    placed = (
-                        db.connection().execute(_LEG_PLACED, {"call": request.call_id, "sid": sid}).first()
-                    )
+                    placed = _LEG_PLACED.first(db, {"call": request.call_id, "sid": sid})
                     if placed is None:
                         return
-                    if placed.status is not None and placed.status.is_terminal:
+                    (caller_status,) = placed
+                    if caller_status is not None and caller_status.is_terminal:
                         # the caller hung up while the partner's phone was being rung
                         followups.append(EndLeg(sid))
                 case _:
@@ -199,19 +216,25 @@ class Dialer:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+# The two statements run on the driver's cursor (calls.OnCursor): the simulator, and a
+# caller on hold, wait for each leg.
 # whether the call still wants its partner's leg, and the partner's number (sealed)
-_LEG_WANTED = (
+_LEG_WANTED = calls.OnCursor(
     select(Call.partner_call_sid, Call.partner_status, Call.status, Participant.phone_ciphertext)
     .outerjoin(Participant, Participant.id == bindparam("person"))
-    .where(Call.id == bindparam("call"))
+    .where(Call.id == bindparam("call")),
+    "call",
+    "person",
 )
 # the leg Twilio placed is the call's partner leg (unless one was learnt first); and
 # whether the caller is still there
-_LEG_PLACED = (
+_LEG_PLACED = calls.OnCursor(
     update(Call)
     .where(Call.id == bindparam("call"))
     .values(partner_call_sid=func.coalesce(Call.partner_call_sid, bindparam("sid")))
-    .returning(Call.status)
+    .returning(Call.status),
+    "call",
+    "sid",
 )
 
 _made = threading.Lock()

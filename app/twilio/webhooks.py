@@ -310,36 +310,36 @@ def hold(turn: Turn) -> flow.Step:
 
 
 def whisper(turn: Turn) -> flow.Step:
-    found = _in_room(turn)
+    found = _room_call(turn)
     if found is None or found[1] != Leg.PARTNER:
-        return flow.let_go(turn.line)
+        return flow.let_go(turn.line)  # the caller's own leg: nothing of the call changed
     call, leg = found
     step = flow.whisper(
         calls.bridge_facts(call),
         turn.request.answered_by,
-        turn.speaking(_leg_language(turn, call, leg)),
+        turn.speaking(_hears(turn, call, leg)),
         person=turn.request.query.person,
         digits=turn.request.digits,
     )
-    return turn.record(call, step)
+    return _saved(turn, call, turn.record(call, step))
 
 
 def whisper_answer(turn: Turn) -> flow.Step:
-    found = _in_room(turn)
+    found = _room_call(turn)
     if found is None or found[1] != Leg.PARTNER:
-        return flow.let_go(turn.line)
+        return flow.let_go(turn.line)  # the caller's own leg: nothing of the call changed
     call, leg = found
     step = flow.whisper_answer(
         turn.request.digits,
         calls.bridge_facts(call),
-        turn.speaking(_leg_language(turn, call, leg)),
+        turn.speaking(_hears(turn, call, leg)),
         again=turn.request.query.again,
     )
-    return turn.record(call, step)
+    return _saved(turn, call, turn.record(call, step))
 
 
 def stepped_out(turn: Turn) -> flow.Step:
-    found = _in_room(turn)
+    found = _room_call(turn)
     if found is None:
         return flow.lost(turn.line)
     call, leg = found
@@ -347,22 +347,22 @@ def stepped_out(turn: Turn) -> flow.Step:
     step = flow.stepped_out(
         leg,
         calls.bridge_facts(call),
-        turn.speaking(_leg_language(turn, call, leg)),
+        turn.speaking(_hears(turn, call, leg)),
         hung_up=status is not None and status.is_terminal,
     )
-    return turn.record(call, step)
+    return _saved(turn, call, turn.record(call, step))
 
 
 def _in_call_step(decide: Callable[[Turn, Leg, flow.Bridge], flow.Step]) -> Handler:
     """A step of one leg of a bridged call: find the call by its room, decide, record."""
 
     def handler(turn: Turn) -> flow.Step:
-        found = _in_room(turn)
+        found = _room_call(turn)
         if found is None:
             return flow.lost(turn.line)
         call, leg = found
-        turn.speaking(_leg_language(turn, call, leg))
-        return turn.record(call, decide(turn, leg, calls.bridge_facts(call)))
+        turn.speaking(_hears(turn, call, leg))
+        return _saved(turn, call, turn.record(call, decide(turn, leg, calls.bridge_facts(call))))
 
     return handler
 
@@ -380,24 +380,58 @@ def message(turn: Turn) -> flow.Step:
 
 def message_done(turn: Turn) -> flow.Step:
     # the message itself is written by the recording status callback, once it is complete
-    found = _in_room(turn)
+    found = _room_call(turn)
     if found is None:
         return flow.message_done(turn.line)
     call, leg = found
-    line = turn.speaking(_leg_language(turn, call, leg))
-    return turn.record(call, flow.message_done(line, leg=leg, bridge=calls.bridge_facts(call)))
+    line = turn.speaking(_hears(turn, call, leg))
+    return _saved(
+        turn, call, turn.record(call, flow.message_done(line, leg=leg, bridge=calls.bridge_facts(call)))
+    )
+
+
+# These steps read the call's row as plain columns and write back only what
+# changed (calls.read_call, calls.in_room, calls.save): no identity map, no flush. Each
+# saves before it returns, inside the webhook's one transaction.
+
+
+def _room_call(turn: Turn) -> tuple[Call, Leg] | None:
+    """`_in_room`, as a plain row: the call whose room the URL names, and the asking leg."""
+    return calls.in_room(turn.db, turn.request.query.room, turn.request.call_sid)
+
+
+def _own_call(turn: Turn) -> Call | None:
+    """`_call`, as a plain row: the call this request's SID names, made on first sight."""
+    sid = turn.request.call_sid
+    return calls.read_or_open_call(turn.db, sid, now=turn.line.now) if sid else None
+
+
+def _hears(turn: Turn, call: Call, leg: Leg) -> str | None:
+    """`_leg_language` without the ORM: as kept on the call, else the person's own."""
+    if leg == Leg.CALLER:
+        who, kept = call.initiator_id, call.caller_language
+    else:
+        who, kept = call.callee_id, call.partner_language
+    if kept:
+        return kept
+    return calls.language_of(turn.db, who) if who is not None else None
+
+
+def _saved(turn: Turn, call: Call, step: flow.Step) -> flow.Step:
+    calls.save(turn.db, call)
+    return step
 
 
 def _called_person(turn: Turn, call: Call) -> Participant | None:
     """Who we rang for a reminder: by the number called, so it works before the SID is stored."""
     if call.initiator_id is not None:
-        return turn.db.get(Participant, call.initiator_id)
+        return calls.read_person(turn.db, call.initiator_id)  # read only: plain columns
     e164 = try_normalise(turn.request.to, turn.ctx.settings.default_region)
     return find_by_phone(turn.db, turn.ctx.vault, e164) if e164 else None
 
 
 def reminder(turn: Turn) -> flow.Step:
-    call = _call(turn)
+    call = _own_call(turn)
     if call is None:
         return flow.lost(turn.line)
     call.kind = CallKind.REMINDER
@@ -415,25 +449,25 @@ def reminder(turn: Turn) -> flow.Step:
         confirmed=turn.request.query.person,
         digits=turn.request.digits,
     )
-    return turn.record(call, step)
+    return _saved(turn, call, turn.record(call, step))
 
 
 def reminder_unconfirmed(turn: Turn) -> flow.Step:
-    call = _call(turn)
-    if call is not None:
-        turn.speaking(_leg_language(turn, call, Leg.CALLER))
-    step = flow.reminder_unconfirmed(turn.line)
-    return turn.record(call, step) if call is not None else step
+    call = _own_call(turn)
+    if call is None:
+        return flow.reminder_unconfirmed(turn.line)
+    turn.speaking(_hears(turn, call, Leg.CALLER))
+    return _saved(turn, call, turn.record(call, flow.reminder_unconfirmed(turn.line)))
 
 
 def reminder_answer(turn: Turn) -> flow.Step:
-    call = _call(turn)
+    call = _own_call(turn)
     if call is None:
         return flow.lost(turn.line)
     person = _active(_called_person(turn, call))
     caller = _caller(turn, person, call)
     step = flow.reminder_answer(turn.request.digits, caller, turn.line, room=call.room or calls.new_room())
-    return turn.record(call, step)
+    return _saved(turn, call, turn.record(call, step))
 
 
 def lost(turn: Turn) -> flow.Step:
