@@ -16,9 +16,6 @@ stayed in the room (the caller, for the first stretch).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import itertools
 import json
 import logging
@@ -158,6 +155,13 @@ def _rfc2822(moment: float) -> str:
     return format_datetime(datetime.fromtimestamp(moment, UTC))
 
 
+class _Form(dict[str, str]):
+    """A form of one value a field, as the SDK's signing reads a multi-dict first."""
+
+    def getall(self, key: str) -> list[str]:
+        return [self[key]]
+
+
 class Telephone:
     def __init__(
         self,
@@ -185,7 +189,6 @@ class Telephone:
         self.public = public_base_url.rstrip("/")
         self.target = (target_base_url or public_base_url).rstrip("/")
         self.validator = RequestValidator(auth_token)
-        self._token = auth_token.encode("utf-8")
         self.programme_number = programme_number
         self.account_sid = account_sid
         self.settle = settle
@@ -220,13 +223,10 @@ class Telephone:
         return response
 
     def sign(self, url: str, params: dict[str, str]) -> str:
-        """X-Twilio-Signature as Twilio computes it (RequestValidator.compute_signature):
-        the URL, then each field's name and value in the names' order, under HMAC-SHA1.
-        Written out for a form of one value a field: the SDK's version looks for the
-        multi-dicts of three web frameworks first, one exception each, for every field
-        of every request the simulation sends (tests/test_fake_twilio.py compares)."""
-        signed = url + "".join(name + params[name] for name in sorted(params))
-        return base64.b64encode(hmac.new(self._token, signed.encode("utf-8"), hashlib.sha1).digest()).decode()
+        """X-Twilio-Signature as Twilio computes it, by the SDK, over a form that reads as a
+        multi-dict: from a plain dict the SDK tries the multi-dicts of two web frameworks
+        first for every field, each failing with an exception (20 µs a request, 4 µs so)."""
+        return str(self.validator.compute_signature(url, _Form(params)))
 
     def twiml(self, url: str, params: dict[str, str]) -> ET.Element:
         response = self.post(url, params)

@@ -189,18 +189,6 @@ def _call(turn: Turn) -> Call | None:
     return calls.open_call(turn.db, sid, now=turn.line.now) if sid else None
 
 
-def _in_room(turn: Turn) -> tuple[Call, Leg] | None:
-    """The call whose room this step's URL names, and which of its legs is asking."""
-    room = turn.request.query.room
-    if room is None:
-        return None
-    call = calls.find_by_room(turn.db, room)
-    if call is None:
-        return None
-    leg = calls.leg_of(call, turn.request.call_sid)
-    return (call, leg) if leg is not None else None
-
-
 def _active(person: Participant | None) -> Participant | None:
     return person if person is not None and person.status == ParticipantStatus.ACTIVE else None
 
@@ -216,18 +204,6 @@ def _caller(turn: Turn, person: Participant | None, call: Call) -> flow.Caller |
     return dataclasses.replace(
         facts, person=dataclasses.replace(facts.person, language=language or Language.EN)
     )
-
-
-def _leg_language(turn: Turn, call: Call, leg: Leg) -> str | None:
-    """The language a leg of this call hears: as kept on the call, else the person's own."""
-    if leg == Leg.CALLER:
-        who, kept = call.initiator_id, call.caller_language
-    else:
-        who, kept = call.callee_id, call.partner_language
-    if kept:
-        return kept
-    person = turn.db.get(Participant, who) if who is not None else None
-    return person.language if person is not None else None
 
 
 # ---------------------------------------------------------------- steps
@@ -396,7 +372,7 @@ def message_done(turn: Turn) -> flow.Step:
 
 
 def _room_call(turn: Turn) -> tuple[Call, Leg] | None:
-    """`_in_room`, as a plain row: the call whose room the URL names, and the asking leg."""
+    """The call whose room this step's URL names, as a plain row, and which of its legs is asking."""
     return calls.in_room(turn.db, turn.request.query.room, turn.request.call_sid)
 
 
@@ -407,7 +383,7 @@ def _own_call(turn: Turn) -> Call | None:
 
 
 def _hears(turn: Turn, call: Call, leg: Leg) -> str | None:
-    """`_leg_language` without the ORM: as kept on the call, else the person's own."""
+    """The language a leg of this call hears: as kept on the call, else the person's own."""
     if leg == Leg.CALLER:
         who, kept = call.initiator_id, call.caller_language
     else:
