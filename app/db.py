@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -242,6 +242,18 @@ def make_engine(
         connect_args=connect_args,
         **kwargs,
     )
+
+
+def statement_connection(db: Session) -> Connection:
+    """Where a statement run on the driver's cursor goes: the batch's connection in its
+    open transaction when the session is bound to one (the phone line's batches,
+    app/deadline.py), else the session's own. In a batch, the session's own transaction
+    around a few statements cost more than they did; a step that fails after writing
+    still ends the batch's transaction (app/twilio/webhooks.py)."""
+    bind = db.get_bind()
+    if isinstance(bind, Connection) and bind.in_transaction():
+        return bind
+    return db.connection()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, aliased
 
 import ivr.flow as flow
 from app.crypto import PhoneVault
+from app.db import statement_connection
 from app.models import (
     Call,
     CareTeamMessage,
@@ -73,8 +74,8 @@ def new_room() -> str:
 # A callback runs a few short statements; through SQLAlchemy's Core each cost about
 # 25 µs more than SQLite takes to run it (a cache key, an execution context, a result
 # object). The callbacks' and the sweep's statements are compiled once per dialect and
-# run on the cursor of the session's own connection, in its transaction, as
-# app/twilio/fast.py does (its `Prepared` imports this module, so it is not used here).
+# run on the cursor of the session's connection (in a batch, the batch's), in its
+# transaction, as app/twilio/fast.py does (its `Prepared` imports this module, so it is not used here).
 # Parameters and rows go through the columns' own bind and result processing: aware UTC
 # datetimes and vocabulary members, exactly as Core writes and reads them
 # (tests/test_call_rows.py compares with the ORM).
@@ -131,7 +132,7 @@ class OnCursor:
         return found
 
     def _execute(self, db: Session, given: Mapping[str, Any]) -> tuple[Any, _Compiled]:
-        conn = db.connection()
+        conn = statement_connection(db)
         compiled = self._compiled(conn.dialect)
         values = {**compiled.constants, **given}
         for name, process in compiled.binds.items():
@@ -476,25 +477,35 @@ _EVENTS = OnCursor(
 
 
 class _Upsert:
-    """The statement for each dialect. It returns the new row's id: whether a row was
-    made is told by that (PostgreSQL's driver gives no row count for an INSERT)."""
+    """The statement for each dialect. On PostgreSQL it returns the new row's id, which
+    says whether a row was made; on SQLite the cursor's row count says it, and RETURNING
+    (an ephemeral table for the rows it returns) would cost as much as the INSERT."""
 
     def __init__(self, table: Any, columns: list[str], keys: list[str]) -> None:
         self.columns = columns
-        self.by_dialect: dict[str, OnCursor] = {}
-        for name, builder in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert)):
-            self.by_dialect[name] = OnCursor(
-                builder(table)
+        self.by_dialect: dict[str, OnCursor] = {
+            "postgresql": OnCursor(
+                postgresql.insert(table)
                 .values({column: bindparam(column) for column in columns})
                 .on_conflict_do_nothing(index_elements=keys)
                 .returning(table.c.id),
                 *columns,
-            )
+            ),
+            "sqlite": OnCursor(
+                sqlite.insert(table)
+                .values({column: bindparam(column) for column in columns})
+                .on_conflict_do_nothing(index_elements=keys),
+                *columns,
+            ),
+        }
 
 
 def _inserted(db: Session, upsert: _Upsert, values: dict[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING: True when the row is new."""
-    return upsert.by_dialect[db.get_bind().dialect.name].first(db, values) is not None
+    name = db.get_bind().dialect.name
+    if name == "sqlite":
+        return upsert.by_dialect[name].count(db, values) == 1
+    return upsert.by_dialect[name].first(db, values) is not None
 
 
 _NEW_CALL = _Upsert(

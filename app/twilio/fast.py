@@ -38,7 +38,7 @@ from functools import lru_cache
 from typing import Any, cast
 
 import phonenumbers
-from sqlalchemy import BindParameter, Connection, Dialect, Select, bindparam, case, select
+from sqlalchemy import BindParameter, Dialect, Select, bindparam, case, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import Executable
@@ -46,6 +46,7 @@ from sqlalchemy.sql.visitors import replacement_traverse
 
 import ivr.flow as flow
 from app.crypto import PhoneVault
+from app.db import statement_connection
 from app.models import Call, Pair, Participant
 from app.services import calls
 from app.services.outbound import Outbound, PlacePartnerLeg
@@ -250,15 +251,6 @@ def _statements(dialect: Dialect) -> _Statements:
 # ---------------------------------------------------------------- the inbound call
 
 
-def connection(db: Session) -> Connection:
-    """Where the fast path's statements run: the batch's connection in its open transaction
-    when the session is bound to one (app/deadline.py), else the session's own."""
-    bind = db.get_bind()
-    if isinstance(bind, Connection) and bind.in_transaction():
-        return bind
-    return db.connection()
-
-
 def language(code: str | None) -> Language | None:
     """A language code as stored or sent, if it names a supported language."""
     try:
@@ -292,7 +284,7 @@ def known_caller(
     if e164 is None:
         return None
     indexes = blind_indexes(vault, e164)
-    cursor = connection(db).connection.cursor()
+    cursor = statement_connection(db).connection.cursor()
     try:
         sql = _statements(db.get_bind().dialect)
         row = sql.caller.run(
@@ -354,7 +346,7 @@ def write_call(db: Session, call: Call, outbound: list[Outbound]) -> list[Outbou
     None when a row for the call appeared meanwhile (a concurrent repeat on PostgreSQL):
     then nothing was written and the general path answers.
     """
-    cursor = connection(db).connection.cursor()
+    cursor = statement_connection(db).connection.cursor()
     try:
         # the row as set so far (an unset column is NULL): read from the instance's own
         # dict, not through 36 instrumented attribute reads
