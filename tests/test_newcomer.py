@@ -284,7 +284,11 @@ def test_a_reminder_fired_as_the_readme_says_goes_out_through_the_fake(newcomer:
     assert "Peerline is calling" in out and "have not talked in a while" in out
     if int(sweep[2]) > 1:
         assert f"{sweep[2]} reminder calls: each rings here in turn" in out
-    assert "Your partner hears: Your Peerline partner is calling you." in out
+    # the service runs on the real clock: the partner may keep quiet hours at this hour of
+    # the real day, whatever moment the sweep was told; then she hears so and nobody is rung
+    bridged = "Your partner does not take calls at this hour." not in out
+    if bridged:
+        assert "Your partner hears: Your Peerline partner is calling you." in out
     assert "Traceback" not in out and "twilio.http_client" not in out  # no request headers
     # the service's call log holds every call the fake placed, the answered one a contact
     code, log = newcomer.in_second_terminal("peerline calls --limit 100")
@@ -294,4 +298,4 @@ def test_a_reminder_fired_as_the_readme_says_goes_out_through_the_fake(newcomer:
     assert len(fired) == int(sweep[2]), log
     assert [fields[-2:] for fields in fired].count(
         ["1 min 30 s", "connected to partner, talked 1 min 30 s"]
-    ) == 1, log
+    ) == (1 if bridged else 0), log
