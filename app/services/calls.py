@@ -330,10 +330,6 @@ def find_call(db: Session, sid: str) -> Call | None:
     return db.scalar(_FIND_CALL, {"sid": sid})
 
 
-def find_by_room(db: Session, room: str) -> Call | None:
-    return db.scalar(_FIND_ROOM, {"room": room})
-
-
 def leg_of(call: Call, sid: str | None) -> Leg | None:
     """Which leg of this call a request comes from; the partner's SID is learnt on first sight."""
     if sid is None:
@@ -452,7 +448,6 @@ _PAIR_AND_PARTNER = OnCursor(
     "me",
 )
 _FIND_CALL = select(Call).where(Call.twilio_call_sid == bindparam("sid")).with_for_update()
-_FIND_ROOM = select(Call).where(Call.room == bindparam("room")).with_for_update()
 _FAILURES = select(func.count(KeyedIdFailure.id)).where(
     KeyedIdFailure.caller_index == bindparam("caller"),
     KeyedIdFailure.at > bindparam("after", type_=UTCDateTime()),
@@ -483,21 +478,15 @@ class _Upsert:
 
     def __init__(self, table: Any, columns: list[str], keys: list[str]) -> None:
         self.columns = columns
-        self.by_dialect: dict[str, OnCursor] = {
-            "postgresql": OnCursor(
-                postgresql.insert(table)
+        self.by_dialect: dict[str, OnCursor] = {}
+        for name, builder in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert)):
+            insert = (
+                builder(table)
                 .values({column: bindparam(column) for column in columns})
                 .on_conflict_do_nothing(index_elements=keys)
-                .returning(table.c.id),
-                *columns,
-            ),
-            "sqlite": OnCursor(
-                sqlite.insert(table)
-                .values({column: bindparam(column) for column in columns})
-                .on_conflict_do_nothing(index_elements=keys),
-                *columns,
-            ),
-        }
+            )
+            returning = insert.returning(table.c.id) if name == "postgresql" else insert
+            self.by_dialect[name] = OnCursor(returning, *columns)
 
 
 def _inserted(db: Session, upsert: _Upsert, values: dict[str, Any]) -> bool:

@@ -285,23 +285,21 @@ def create_fake_twilio(fake: FakeTwilio | None = None) -> FastAPI:
     def answer(answered: Answer) -> Response:
         return JSONResponse(answered[1], status_code=answered[0])
 
-    @app.post("/2010-04-01/Accounts/{account_sid}/Calls.json")
-    async def create_call(account_sid: str, request: Request) -> Response:
+    async def refused(account_sid: str, request: Request) -> Response | None:
+        """A change to a call: refused without the account's credentials, or failed as told."""
         if not api.authorised(account_sid, request.headers.get("authorization", "")):
             return twilio_error(401, 20003)
-        failed = await failure()
-        if failed is not None:
-            return failed
-        return answer(api.create(account_sid, await _fields(request)))
+        return await failure()
+
+    @app.post("/2010-04-01/Accounts/{account_sid}/Calls.json")
+    async def create_call(account_sid: str, request: Request) -> Response:
+        failed = await refused(account_sid, request)
+        return failed if failed is not None else answer(api.create(account_sid, await _fields(request)))
 
     @app.post("/2010-04-01/Accounts/{account_sid}/Calls/{sid}.json")
     async def update_call(account_sid: str, sid: str, request: Request) -> Response:
-        if not api.authorised(account_sid, request.headers.get("authorization", "")):
-            return twilio_error(401, 20003)
-        failed = await failure()
-        if failed is not None:
-            return failed
-        return answer(api.update(sid, await _fields(request)))
+        failed = await refused(account_sid, request)
+        return failed if failed is not None else answer(api.update(sid, await _fields(request)))
 
     @app.get("/2010-04-01/Accounts/{account_sid}/Calls/{sid}.json")
     async def fetch_call(account_sid: str, sid: str, request: Request) -> Response:

@@ -212,21 +212,15 @@ _COLUMNS = [column.key for column in Call.__table__.columns if column.key != "id
 
 
 def _insert(dialect: Dialect) -> Executable:
-    if dialect.name == "postgresql":
-        # PostgreSQL's driver says nothing of the row it made unless asked
-        return (
-            postgresql.insert(Call)
-            .values({key: bindparam(key) for key in _COLUMNS})
-            .on_conflict_do_nothing(index_elements=["twilio_call_sid"])
-            .returning(Call.id)
-        )
-    # SQLite's cursor tells whether a row was made and its id; its RETURNING cost as much
-    # again as the INSERT itself (an ephemeral table for the rows it returns)
-    return (
-        sqlite.insert(Call)
+    builder = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+    insert = (
+        builder(Call)
         .values({key: bindparam(key) for key in _COLUMNS})
         .on_conflict_do_nothing(index_elements=["twilio_call_sid"])
     )
+    # PostgreSQL's driver says nothing of the row it made unless asked; SQLite's cursor
+    # does, and its RETURNING cost as much again as the INSERT (an ephemeral table)
+    return insert.returning(Call.id) if dialect.name == "postgresql" else insert
 
 
 @dataclasses.dataclass(frozen=True)
