@@ -310,7 +310,12 @@ class DeadlineRunner:
             keep,
             loop.create_future(),
         )
-        self._waiting.append(waiting)
+        if self._alone_in_line():
+            self._run_now(waiting)
+            if waiting.future.done():
+                return waiting.future.result()
+        if waiting not in self._waiting:  # a callback whose COMMIT failed is in line already
+            self._waiting.append(waiting)
         if self._leader is None or self._leader.done():
             # in a context of its own: it serves every request, and belongs to none
             self._leader = loop.create_task(self._lead(), context=contextvars.Context())
@@ -321,6 +326,32 @@ class DeadlineRunner:
             return await waiting.future
         finally:
             due.cancel()
+
+    def _alone_in_line(self) -> bool:
+        """Nobody waits and no batch is under way (in `inline` mode, where a lone webhook's
+        COMMIT runs in the loop): the webhook can be its own batch at once."""
+        return (
+            self.mode == "inline"
+            and not self._waiting
+            and not self._batch_open
+            and (self._leader is None or self._leader.done())
+            and not self._stopped.is_set()
+        )
+
+    def _run_now(self, waiting: _Waiting[Any]) -> None:
+        """A webhook alone in line runs at once, in its own request's turn of the loop: the
+        leader's task and the turns of the loop it takes cost a lone webhook (a quiet line,
+        a sequential client) more than its statements. Nothing here awaits, so nobody can
+        join or overtake it. When the writer lock cannot be had at once, or the database
+        refuses, it goes in line as before and the leader handles it."""
+        try:
+            conn = self._connection()
+            conn.begin()  # BEGIN IMMEDIATE, without waiting (app/db.py)
+        except Exception:
+            return
+        done = self._work(conn, [waiting])
+        if done is not None and self._commit_now(conn, done):
+            self._deliver(done)
 
     def _due(self, waiting: _Waiting[Any]) -> None:
         """The deadline has passed. Nothing awaits between a webhook's work and its COMMIT
@@ -381,19 +412,23 @@ class DeadlineRunner:
             delay = 0.0005
             done = self._work(conn, self._next_batch())
             if done is not None and await self._commit(conn, done):
-                for waiting, value, after in done:
-                    if waiting.gave_up:
-                        # stored after all, though the caller heard the apology: at least no
-                        # partner's phone rings for a call its caller was told had failed
-                        waiting.context.run(
-                            log.error,
-                            "a webhook's work was stored after its apology; its REST requests are not sent",
-                        )
-                    else:
-                        _after(waiting, after)
-                    _settle(waiting, value)
+                self._deliver(done)
             # let the requests that arrived meanwhile join the next batch
             await asyncio.sleep(0)
+
+    def _deliver(self, done: list[_Done]) -> None:
+        """The batch is committed: each webhook's REST requests go, and its answer."""
+        for waiting, value, after in done:
+            if waiting.gave_up:
+                # stored after all, though the caller heard the apology: at least no
+                # partner's phone rings for a call its caller was told had failed
+                waiting.context.run(
+                    log.error,
+                    "a webhook's work was stored after its apology; its REST requests are not sent",
+                )
+            else:
+                _after(waiting, after)
+            _settle(waiting, value)
 
     def _next_batch(self) -> list[_Waiting[Any]]:
         """Everyone waiting, up to MAX_BATCH."""
@@ -469,7 +504,7 @@ class DeadlineRunner:
                     waiting.context.run(log.exception, "a webhook's work failed")
                     failed = True
                 finally:
-                    db.close()
+                    _close(db)
                 kept = transaction is not None and conn.get_transaction() is transaction
                 if not failed and kept and transaction is not None and transaction.is_active:
                     done.append((waiting, value, after))
@@ -500,28 +535,39 @@ class DeadlineRunner:
         """COMMIT on the committer thread, while the loop goes on with the next requests
         (in the loop when there are none and no fsync to wait for)."""
         assert self._committer is not None  # the loop's modes have one
+        if self.mode == "inline" and len(done) <= 1 and not self._waiting:
+            # one webhook and nobody behind it: nothing to overlap the commit with, and
+            # without an fsync it is quicker than the hop to the thread and back
+            return self._commit_now(conn, done)
         self._committing = {id(waiting) for waiting, _, _ in done}
         try:
-            if self.mode == "inline" and len(done) <= 1 and not self._waiting:
-                # one webhook and nobody behind it: nothing to overlap the commit with, and
-                # without an fsync it is quicker than the hop to the thread and back
-                conn.commit()
-            else:
-                await asyncio.get_running_loop().run_in_executor(self._committer, conn.commit)
+            await asyncio.get_running_loop().run_in_executor(self._committer, conn.commit)
             return True
         except Exception:
-            self._give_up(conn)
-            # nothing of this batch is stored: no webhook of it may say otherwise; callbacks
-            # go back in line, to be tried again up to LATE_SECONDS
-            log.exception("a batch's COMMIT failed; its webhooks hear the apology")
-            for waiting, _, _ in done:
-                if waiting.kept:
-                    self._waiting.append(waiting)
-                else:
-                    _settle(waiting, _fallback(waiting))
+            self._commit_failed(conn, done)
             return False
         finally:
             self._committing = set()
+
+    def _commit_now(self, conn: Connection, done: list[_Done]) -> bool:
+        """COMMIT in the loop, now."""
+        try:
+            conn.commit()
+            return True
+        except Exception:
+            self._commit_failed(conn, done)
+            return False
+
+    def _commit_failed(self, conn: Connection, done: list[_Done]) -> None:
+        self._give_up(conn)
+        # nothing of this batch is stored: no webhook of it may say otherwise; callbacks
+        # go back in line, to be tried again up to LATE_SECONDS
+        log.exception("a batch's COMMIT failed; its webhooks hear the apology")
+        for waiting, _, _ in done:
+            if waiting.kept:
+                self._waiting.append(waiting)
+            else:
+                _settle(waiting, _fallback(waiting))
 
     def _only_the_batch_commits(self, conn: Connection) -> None:
         """A webhook that rolled back the batch's transaction and then wrote again would
@@ -595,6 +641,14 @@ def _finish(item: _Item[Any], value: Any, after: Callable[[], None] | None) -> N
         except Exception:
             log.exception("work after a webhook's commit failed")
     item.future.set_result(value)
+
+
+def _close(db: Session) -> None:
+    """Closed if it holds anything: a webhook whose statements ran on the batch's
+    connection directly (app/db.statement_connection) leaves an empty session, and
+    closing one (expunging nothing, new identity maps) cost more than those statements."""
+    if db.in_transaction() or db.identity_map or db.new or db.deleted:
+        db.close()
 
 
 def _locked(exc: OperationalError) -> bool:

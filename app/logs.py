@@ -37,11 +37,23 @@ class RequestState:
 
     The object is mutable on purpose: a copied context (the phone line's worker thread)
     holds the same object, so what a worker marks (an apology) the middleware sees.
+    The id is drawn when a line first asks for it: most requests log nothing but the
+    access line, and a webhook's id is its call's SID anyway.
     """
 
-    request_id: str
+    given_id: str | None = None
     call_sid: str | None = None
     apology: str | None = None
+
+    @property
+    def request_id(self) -> str:
+        if self.given_id is None:
+            self.given_id = new_request_id()
+        return self.given_id
+
+    @request_id.setter
+    def request_id(self, value: str) -> None:
+        self.given_id = value
 
 
 _request: ContextVar[RequestState | None] = ContextVar("peerline_request", default=None)
@@ -58,7 +70,7 @@ RequestToken = Token["RequestState | None"]
 
 def begin_request() -> RequestToken:
     """A fresh request id for what runs in this context from now on; end_request undoes it."""
-    return _request.set(RequestState(new_request_id()))
+    return _request.set(RequestState())
 
 
 def end_request(token: RequestToken) -> None:
@@ -228,7 +240,10 @@ def configure(*, json_lines: bool, level: str = "INFO", stream: IO[str] | None =
 
 def access(method: str, route: str, status: int, seconds: float) -> None:
     """One line per request: never the raw path, never the query string."""
-    logging.getLogger(ACCESS_LOGGER).info(
+    logger = logging.getLogger(ACCESS_LOGGER)
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    logger.info(
         "%s %s %d %.1fms",
         method,
         route,

@@ -70,9 +70,11 @@ def route_template(scope: Scope) -> str:
     if pattern is None or not isinstance(template, str):
         mount = str(scope.get("root_path") or "")
         return f"{mount}/{{path}}" if mount else "unmatched"
-    for at in [i for i, char in enumerate(path) if char == "/"]:
-        if pattern.match(path[at:]):
+    at = 0
+    while at >= 0:
+        if pattern.match(path[at:]):  # not match(path, at): its `^` holds only at 0
             return path[:at] + template
+        at = path.find("/", at + 1)
     return template
 
 
@@ -184,6 +186,16 @@ def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAP
         # served by app/api_docs.py from the bundled Swagger UI: FastAPI's pages load a CDN
         docs_url=None,
         redoc_url=None,
+        # Peerline's figures are its own Prometheus metrics and its logs, which never hold a
+        # number. FastAPI's OpenTelemetry bridge would export exception messages and paths
+        # wherever a process-wide provider points (and asks after one on every request).
+        telemetry={
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "auto_configure": False,
+        },
     )
     sync = settings.sqlite_synchronous
     engine = make_engine(settings.database_url, synchronous=sync, **engine_kwargs)

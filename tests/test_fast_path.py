@@ -566,6 +566,50 @@ def test_a_callback_in_a_batch_whose_commit_fails_is_tried_again(tmp_path: Path)
     assert _names(engine) == {"callback"}
 
 
+def test_a_webhook_alone_on_a_quiet_line_is_stored_and_one_that_fails_after_writing_is_not(
+    tmp_path: Path,
+) -> None:
+    engine, runner = _phone_line(tmp_path)
+
+    async def main() -> list[str]:
+        # one at a time, as a quiet line or a sequential client sends them
+        return [
+            await runner.run(_writes("first"), lambda: "apology"),
+            await runner.run(_writes("broken", fails=True), lambda: "apology"),
+            await runner.run(_writes("next"), lambda: "apology"),
+        ]
+
+    answers = asyncio.run(main())
+    runner.shutdown()
+
+    assert answers == ["first", "apology", "next"]
+    assert _names(engine) == {"first", "next"}
+
+
+def test_a_callback_alone_on_a_quiet_line_whose_commit_fails_is_tried_again_and_a_call_hears_the_apology(
+    tmp_path: Path,
+) -> None:
+    engine, runner = _phone_line(tmp_path)
+    failures = ["disk I/O error", "disk I/O error"]
+
+    def fails_twice(conn: Connection) -> None:
+        if failures:
+            raise sqlite3.OperationalError(failures.pop())
+
+    event.listen(runner.engine, "commit", fails_twice)
+
+    async def main() -> list[str]:
+        call = await runner.run(_writes("call"), lambda: "apology")
+        callback = await runner.run(_writes("callback"), lambda: "empty", keep=True)
+        return [call, callback]
+
+    answers = asyncio.run(main())
+    runner.shutdown()
+
+    assert answers == ["apology", "callback"]
+    assert _names(engine) == {"callback"}
+
+
 def test_a_webhook_answered_with_the_apology_during_its_commit_sends_no_rest_request(tmp_path: Path) -> None:
     _, runner = _phone_line(tmp_path, synchronous="full")
     runner.deadline_seconds = 0.2

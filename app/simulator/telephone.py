@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import lru_cache
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
@@ -152,7 +153,13 @@ def _text(say: ET.Element) -> str:
 
 
 def _rfc2822(moment: float) -> str:
-    return format_datetime(datetime.fromtimestamp(moment, UTC))
+    return _rfc2822_second(int(moment))
+
+
+@lru_cache(maxsize=1024)
+def _rfc2822_second(second: int) -> str:
+    # to the second, as Twilio's Timestamp: the callbacks of one step share it
+    return format_datetime(datetime.fromtimestamp(second, UTC))
 
 
 class _Form(dict[str, str]):

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from typing import TypeVar
 
 from ivr.vocab import AnsweredBy, CallStatus, Language, RecordingStatus, RoomEvent
@@ -253,17 +254,31 @@ def _timestamp(form: Mapping[str, str], name: str) -> datetime | None:
     text = form.get(name, "").strip()
     if not text:
         return None
+    stamp = _rfc2822(text[:MAX_TIMESTAMP])
+    if isinstance(stamp, str):
+        _ignored(name, stamp)
+        return None
+    return stamp
+
+
+# longer than any RFC 2822 time: a longer text is not one, and the memo's keys stay small
+MAX_TIMESTAMP = 64
+
+
+@lru_cache(maxsize=256)
+def _rfc2822(text: str) -> datetime | str:
+    """The time, or why it is not one. Remembered: the callbacks of one moment of a call
+    carry the same stamp, and the parse costs more than the rest of the form."""
+    if len(text) >= MAX_TIMESTAMP:
+        return "not a time"
     try:
         stamp = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
-        _ignored(name, "not a time")
-        return None
+        return "not a time"
     if stamp.tzinfo is None:
-        _ignored(name, "no time zone")
-        return None
+        return "no time zone"
     if not EARLIEST <= stamp.year <= LATEST:
-        _ignored(name, "out of range")
-        return None
+        return "out of range"
     return stamp
 
 
