@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.models import AttentionFlag, Call, Pair, Participant, Reminder
+from app.services.cursor import OnCursor
 from app.services.engagement import REMINDER_BRIDGED
 from app.services.policy import Policy
 from ivr import reminders as policy_rules
@@ -66,30 +67,34 @@ def contact_made(db: Session, pair_id: int, at: datetime, *, policy: Policy) -> 
     Only a contact later than the last one known moves the clock: one UPDATE that
     finds nothing to change otherwise (a repeat, or an earlier contact told late).
     """
-    moved = db.connection().execute(
-        _CONTACT, {"c_pair": pair_id, "c_at": at, "c_next": at + policy.contact_period}
-    )
-    if moved.rowcount == 1:
-        db.connection().execute(_CANCEL_WAITING, {"c_pair": pair_id, "c_at": at})
+    moved = _CONTACT.count(db, {"c_pair": pair_id, "c_at": at, "c_next": at + policy.contact_period})
+    if moved == 1:
+        _CANCEL_WAITING.count(db, {"c_pair": pair_id, "c_at": at})
 
 
-# built once: on every contact, building them cost more than running them
-_CONTACT = (
+# built once and run on the cursor (app/services/cursor.py): on every contact, building
+# them cost more than running them, and Core's execution as much again
+_CONTACT = OnCursor(
     update(Pair)
     .where(
         Pair.id == bindparam("c_pair"),
         or_(Pair.last_contact_at.is_(None), Pair.last_contact_at < bindparam("c_at")),
     )
-    .values(last_contact_at=bindparam("c_at"), next_reminder_at=bindparam("c_next"))
+    .values(last_contact_at=bindparam("c_at"), next_reminder_at=bindparam("c_next")),
+    "c_pair",
+    "c_at",
+    "c_next",
 )
-_CANCEL_WAITING = (
+_CANCEL_WAITING = OnCursor(
     update(Reminder)
     .where(
         Reminder.pair_id == bindparam("c_pair"),
         Reminder.state == ReminderState.PENDING,
         Reminder.period_start <= bindparam("c_at"),
     )
-    .values(state=ReminderState.CANCELLED, updated_at=bindparam("c_at"))
+    .values(state=ReminderState.CANCELLED, updated_at=bindparam("c_at")),
+    "c_pair",
+    "c_at",
 )
 
 
@@ -100,11 +105,10 @@ def reminder_call_ended(db: Session, call: Call, *, now: datetime) -> None:
     (and locked) as plain columns, and written only the first time (Core, past the
     session, which holds no reminder here).
     """
-    conn = db.connection()
     if call.reminder_id is not None:
-        found = conn.execute(_REMINDER_BY_ID, {"b_id": call.reminder_id}).first()
+        found = _REMINDER_BY_ID.first(db, {"b_id": call.reminder_id})
     else:
-        found = conn.execute(_REMINDER_BY_SID, {"b_sid": call.twilio_call_sid}).first()
+        found = _REMINDER_BY_SID.first(db, {"b_sid": call.twilio_call_sid})
     if found is None:
         return
     reminder_id, state, call_sid, attempts = found
@@ -119,24 +123,30 @@ def reminder_call_ended(db: Session, call: Call, *, now: datetime) -> None:
         now=now,
     )
     if retry_at is None:
-        conn.execute(_REMINDER_ENDED, {"b_id": reminder_id, "b_state": new_state, "b_now": now})
+        _REMINDER_ENDED.count(db, {"b_id": reminder_id, "b_state": new_state, "b_now": now})
     else:
-        conn.execute(
-            _REMINDER_RETRIED, {"b_id": reminder_id, "b_state": new_state, "b_now": now, "b_at": retry_at}
+        _REMINDER_RETRIED.count(
+            db, {"b_id": reminder_id, "b_state": new_state, "b_now": now, "b_at": retry_at}
         )
 
 
 _REMINDER_COLUMNS = (Reminder.id, Reminder.state, Reminder.call_sid, Reminder.attempts)
-_REMINDER_BY_ID = select(*_REMINDER_COLUMNS).where(Reminder.id == bindparam("b_id")).with_for_update()
-_REMINDER_BY_SID = (
-    select(*_REMINDER_COLUMNS).where(Reminder.call_sid == bindparam("b_sid")).limit(1).with_for_update()
+_REMINDER_BY_ID = OnCursor(
+    select(*_REMINDER_COLUMNS).where(Reminder.id == bindparam("b_id")).with_for_update(), "b_id"
 )
-_REMINDER_ENDED = (
+_REMINDER_BY_SID = OnCursor(
+    select(*_REMINDER_COLUMNS).where(Reminder.call_sid == bindparam("b_sid")).limit(1).with_for_update(),
+    "b_sid",
+)
+_ENDED = (
     update(Reminder)
     .where(Reminder.id == bindparam("b_id"))
     .values(state=bindparam("b_state"), updated_at=bindparam("b_now"))
 )
-_REMINDER_RETRIED = _REMINDER_ENDED.values(next_attempt_at=bindparam("b_at"))
+_REMINDER_ENDED = OnCursor(_ENDED, "b_id", "b_state", "b_now")
+_REMINDER_RETRIED = OnCursor(
+    _ENDED.values(next_attempt_at=bindparam("b_at")), "b_id", "b_state", "b_now", "b_at"
+)
 
 
 # ---------------------------------------------------------------- phase 1: schedule

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.crypto import PhoneVault
 from app.models import Pair, Participant, Reminder
 from app.services import calls, reminders
+from app.services.cursor import OnCursor
 from app.services.participants import stored_quiet_hours
 from app.services.policy import Policy
 from app.twilio.forms import StatusCallback
@@ -240,11 +241,11 @@ def place_due(
             db.commit()
 
 
-# The claim's statements run on the driver's cursor (calls.OnCursor): a sweep runs
+# The claim's statements run on the driver's cursor (OnCursor): a sweep runs
 # several for every reminder, and SQLAlchemy's own cost per execution was larger than
 # SQLite's.
 # the next due reminder and its person, locked for this process (another sweep skips it)
-_DUE = calls.OnCursor(
+_DUE = OnCursor(
     select(
         Reminder.id,
         Reminder.participant_id,
@@ -264,7 +265,7 @@ _DUE = calls.OnCursor(
     "now",
 )
 # the pair's row is the meeting point of two sweeps claiming its two partners at once
-_PAIR = calls.OnCursor(
+_PAIR = OnCursor(
     select(Pair.participant_a_id, Pair.participant_b_id, Pair.ended_at, Pair.last_contact_at)
     .where(Pair.id == bindparam("pair"))
     .with_for_update(),
@@ -277,19 +278,19 @@ _PARTNER_REMINDER_LIVE = select(Reminder.id).where(
     Reminder.participant_id == bindparam("partner"),
     or_(Reminder.state == ReminderState.PLACING, Reminder.state == ReminderState.CALLING),
 )
-_BUSY = calls.OnCursor(
+_BUSY = OnCursor(
     select(_PARTNER_REMINDER_LIVE.exists(), calls.ON_A_CALL), "pair", "partner", "person", "after", "exclude"
 )
 
 
-def _set(db: Session, reminder_id: int, now: datetime, what: calls.OnCursor, **values: Any) -> None:
+def _set(db: Session, reminder_id: int, now: datetime, what: OnCursor, **values: Any) -> None:
     """What became of a claimed reminder, written past the session (it holds no copy of it)."""
     what.count(db, {"b_id": reminder_id, "b_now": now, **values})
 
 
-def _reminder_update(**values: Any) -> calls.OnCursor:
+def _reminder_update(**values: Any) -> OnCursor:
     """Built once: building an UPDATE for each reminder cost more than running it."""
-    return calls.OnCursor(
+    return OnCursor(
         update(Reminder)
         .where(Reminder.id == bindparam("b_id"))
         .values(updated_at=bindparam("b_now"), **values),

@@ -28,6 +28,7 @@ import ivr.flow as flow
 from app.context import Context
 from app.models import Call, Participant
 from app.services import calls
+from app.services.cursor import OnCursor
 from app.services.outbound import EndLeg, Outbound, PlacePartnerLeg, RedirectLeg
 from app.settings import PLACEHOLDER_ACCOUNT_SID
 from app.twilio import rest
@@ -216,10 +217,10 @@ class Dialer:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-# The two statements run on the driver's cursor (calls.OnCursor): the simulator, and a
+# The two statements run on the driver's cursor (OnCursor): the simulator, and a
 # caller on hold, wait for each leg.
 # whether the call still wants its partner's leg, and the partner's number (sealed)
-_LEG_WANTED = calls.OnCursor(
+_LEG_WANTED = OnCursor(
     select(Call.partner_call_sid, Call.partner_status, Call.status, Participant.phone_ciphertext)
     .outerjoin(Participant, Participant.id == bindparam("person"))
     .where(Call.id == bindparam("call")),
@@ -228,7 +229,7 @@ _LEG_WANTED = calls.OnCursor(
 )
 # the leg Twilio placed is the call's partner leg (unless one was learnt first); and
 # whether the caller is still there
-_LEG_PLACED = calls.OnCursor(
+_LEG_PLACED = OnCursor(
     update(Call)
     .where(Call.id == bindparam("call"))
     .values(partner_call_sid=func.coalesce(Call.partner_call_sid, bindparam("sid")))

@@ -1,0 +1,118 @@
+"""Statements on the driver's cursor: compiled once per dialect, run in the caller's transaction.
+
+A callback runs a few short statements; through SQLAlchemy's Core each cost about
+25 µs more than SQLite takes to run it (a cache key, an execution context, a result
+object). The callbacks', the sweep's, the dialer's and the reminders' statements are
+compiled once per dialect and run on the cursor of the session's connection (in a batch,
+the batch's: app/db.statement_connection), in its transaction.
+Parameters and rows go through the columns' own bind and result processing: aware UTC
+datetimes and vocabulary members, exactly as Core writes and reads them
+(tests/test_call_rows.py compares with the ORM).
+
+Below every service that runs statements this way, so that any of them can (the call
+services import the reminders' module, which needs it too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Dialect, Executable
+from sqlalchemy.orm import Session
+
+from app.db import statement_connection
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    names: Sequence[str]  # the statement's parameters (in order, for SQLite's positional style)
+    positional: bool
+    constants: Mapping[str, Any]
+    binds: Mapping[str, Any]
+    results: tuple[Any, ...]
+
+    def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(
+            value if process is None or value is None else process(value)
+            for process, value in zip(self.results, raw, strict=True)
+        )
+
+
+class OnCursor:
+    """A Core statement run on the driver's cursor; `given` names its parameters."""
+
+    def __init__(self, statement: Executable, *given: str) -> None:
+        self.statement = statement
+        self.given = given
+        self._by_dialect: dict[str, _Compiled] = {}
+
+    def _compiled(self, dialect: Dialect) -> _Compiled:
+        found = self._by_dialect.get(dialect.name)
+        if found is None:
+            compiled = self.statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+            # lists of constants (`IN (...)`) are expanded once, into plain parameters
+            state = compiled.construct_expanded_state(dict.fromkeys(self.given))
+            # the compiler's processors are not public API: tests/test_call_rows.py
+            # compares what is written and read this way with the ORM
+            processors = {**compiled._bind_processors, **state.processors}
+            columns = getattr(self.statement, "exported_columns", ())
+            found = self._by_dialect[dialect.name] = _Compiled(
+                sql=state.statement,
+                names=list(state.positiontup) if compiled.positional else list(state.parameters),
+                positional=bool(compiled.positional),
+                constants={
+                    k: processors[k](v) if k in processors and v is not None else v
+                    for k, v in state.parameters.items()
+                    if k not in self.given
+                },
+                binds={k: p for k, p in processors.items() if k in self.given},
+                results=tuple(
+                    column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+                ),
+            )
+        return found
+
+    def _execute(self, db: Session, given: Mapping[str, Any]) -> tuple[Any, _Compiled]:
+        conn = statement_connection(db)
+        compiled = self._compiled(conn.dialect)
+        values = {**compiled.constants, **given}
+        for name, process in compiled.binds.items():
+            value = values[name]
+            if value is not None:  # NULL is NULL
+                values[name] = process(value)
+        cursor = conn.connection.cursor()
+        try:
+            if compiled.positional:
+                cursor.execute(compiled.sql, [values[name] for name in compiled.names])
+            else:
+                cursor.execute(compiled.sql, {name: values[name] for name in compiled.names})
+        except BaseException:
+            cursor.close()
+            raise
+        return cursor, compiled
+
+    def first(self, db: Session, given: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        cursor, compiled = self._execute(db, given)
+        try:
+            raw = cursor.fetchone()
+        finally:
+            cursor.close()
+        return compiled.row(raw) if raw is not None else None
+
+    def all(self, db: Session, given: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        cursor, compiled = self._execute(db, given)
+        try:
+            return [compiled.row(raw) for raw in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def count(self, db: Session, given: Mapping[str, Any]) -> int:
+        """The rows an UPDATE or DELETE changed."""
+        cursor, _ = self._execute(db, given)
+        try:
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
