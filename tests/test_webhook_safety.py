@@ -55,7 +55,17 @@ def test_unsigned_or_forged_requests_get_403_and_change_nothing(
     }
     response = client.post(path, data=form, headers=headers)
     assert response.status_code == 403
+    assert response.json() == {"detail": "invalid or missing X-Twilio-Signature"}
+    assert response.headers["x-content-type-options"] == "nosniff"  # the app's own headers still
     assert programme.rows(Call) == [] and programme.rows(CareTeamMessage) == []
+
+
+@pytest.mark.parametrize("path", ["/twilio/voice", "/twilio/status", "/twilio/conference"])
+def test_a_method_twilio_never_uses_is_refused_as_on_any_route(client: TestClient, path: str) -> None:
+    response = client.put(path, data={"CallSid": "CAodd"})
+    assert response.status_code == 405
+    assert response.json() == {"detail": "Method Not Allowed"}
+    assert set(response.headers["allow"].split(", ")) == {"POST", "GET", "HEAD"}
 
 
 def test_a_signature_made_for_another_url_is_refused(client: TestClient, programme: Programme) -> None:
