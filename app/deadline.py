@@ -19,9 +19,12 @@ How the work runs depends on the database (`DeadlineRunner.for_engine`):
   COMMIT (a commit writes a page of every index a call row touches: shared, not
   repeated). A webhook never commits by itself: if one fails or rolls back, the batch's
   transaction is given up; that webhook keeps its own answer (its apology) and the
-  others run again together. The
+  others run again together. A webhook that finds the line empty leads its own
+  batch, after one turn of the loop in which the requests already read join it; a
+  leader's task takes over whenever the lock must be waited for or a batch follows. The
   COMMIT runs on a thread of its own while the loop parses the next requests, which
-  form the next batch (the commit's writes release the GIL: the two overlap). A deadline
+  form the next batch (the commit's writes release the GIL: the two overlap); a lone
+  webhook with nobody behind it commits in the loop. A deadline
   that passes during a commit gets a short grace, then the apology. The WAL is
   checkpointed by a thread, so no commit waits for a checkpoint's fsync.
 - SQLite, `SQLITE_SYNCHRONOUS=full` (**group**): the same; each COMMIT also waits for
@@ -197,6 +200,7 @@ class DeadlineRunner:
         # inline: the webhooks waiting for the writer lock, and the task that takes it for them
         self._waiting: list[_Waiting[Any]] = []
         self._leader: asyncio.Task[None] | None = None
+        self._leading = False  # a webhook is leading its own batch (_lead_own_batch)
         self.missed = 0  # answers given by the fallback because the deadline passed
         self._batch_open = False
         if mode != "threads":
@@ -310,48 +314,65 @@ class DeadlineRunner:
             keep,
             loop.create_future(),
         )
-        if self._alone_in_line():
-            self._run_now(waiting)
-            if waiting.future.done():
-                return waiting.future.result()
-        if waiting not in self._waiting:  # a callback whose COMMIT failed is in line already
-            self._waiting.append(waiting)
-        if self._leader is None or self._leader.done():
-            # in a context of its own: it serves every request, and belongs to none
-            self._leader = loop.create_task(self._lead(), context=contextvars.Context())
+        self._waiting.append(waiting)
         # a timer rather than asyncio.wait_for: on the path of every webhook, wait_for's
         # extra futures and callbacks cost more than a timer handle
         due = loop.call_later(remaining, self._due, waiting)
         try:
-            return await waiting.future
+            if self._nobody_leads():
+                if len(self._waiting) == 1:
+                    await self._lead_own_batch()
+                else:
+                    self._follow()
+            return waiting.future.result() if waiting.future.done() else await waiting.future
         finally:
             due.cancel()
 
-    def _alone_in_line(self) -> bool:
-        """Nobody waits and no batch is under way (in `inline` mode, where a lone webhook's
-        COMMIT runs in the loop): the webhook can be its own batch at once."""
-        return (
-            self.mode == "inline"
-            and not self._waiting
-            and not self._batch_open
-            and (self._leader is None or self._leader.done())
-            and not self._stopped.is_set()
-        )
+    def _nobody_leads(self) -> bool:
+        return not self._leading and (self._leader is None or self._leader.done())
 
-    def _run_now(self, waiting: _Waiting[Any]) -> None:
-        """A webhook alone in line runs at once, in its own request's turn of the loop: the
+    def _follow(self) -> None:
+        """The leader's task, for whoever is in line, unless someone leads already."""
+        if self._waiting and self._nobody_leads():
+            # in a context of its own: it serves every request, and belongs to none
+            self._leader = asyncio.get_running_loop().create_task(self._lead(), context=contextvars.Context())
+
+    async def _lead_own_batch(self) -> None:
+        """A webhook that finds the line empty leads one batch itself, in its own task: a
         leader's task and the turns of the loop it takes cost a lone webhook (a quiet line,
-        a sequential client) more than its statements. Nothing here awaits, so nobody can
-        join or overtake it. When the writer lock cannot be had at once, or the database
-        refuses, it goes in line as before and the leader handles it."""
+        a sequential client) more than its statements. It first lets the loop go round
+        once, so that the requests already read in this turn join its batch, as they join
+        the leader's. When the writer lock cannot be had at once, or the database
+        refuses, or the line is stopping, the leader's task takes over: it waits, retries
+        and apologises as the module's docstring says."""
+        self._leading = True
         try:
-            conn = self._connection()
-            conn.begin()  # BEGIN IMMEDIATE, without waiting (app/db.py)
-        except Exception:
-            return
-        done = self._work(conn, [waiting])
-        if done is not None and self._commit_now(conn, done):
-            self._deliver(done)
+            await asyncio.sleep(0)
+            self._expire()
+            if not self._waiting or self._stopped.is_set():
+                return
+            try:
+                conn = self._connection()
+                conn.begin()  # BEGIN IMMEDIATE, without waiting (app/db.py)
+            except Exception:
+                return
+            done = self._work(conn, self._next_batch())
+            if done is None:
+                return
+            if self.mode == "inline" and len(done) <= 1 and not self._waiting:
+                if self._commit_now(conn, done):
+                    self._deliver(done)
+                return
+            # the COMMIT goes to its thread: a task waits for it, so that this webhook's
+            # own deadline (and grace) still hold while the disk is slow
+            self._leader = asyncio.get_running_loop().create_task(
+                self._commit_and_lead(conn, done), context=contextvars.Context()
+            )
+        finally:
+            self._leading = False
+            # those who came while it led, or did not fit in its batch, or itself if the
+            # lock was taken: the leader's task goes on with them
+            self._follow()
 
     def _due(self, waiting: _Waiting[Any]) -> None:
         """The deadline has passed. Nothing awaits between a webhook's work and its COMMIT
@@ -415,6 +436,12 @@ class DeadlineRunner:
                 self._deliver(done)
             # let the requests that arrived meanwhile join the next batch
             await asyncio.sleep(0)
+
+    async def _commit_and_lead(self, conn: Connection, done: list[_Done]) -> None:
+        if await self._commit(conn, done):
+            self._deliver(done)
+        await asyncio.sleep(0)
+        await self._lead()
 
     def _deliver(self, done: list[_Done]) -> None:
         """The batch is committed: each webhook's REST requests go, and its answer."""

@@ -586,6 +586,23 @@ def test_a_webhook_alone_on_a_quiet_line_is_stored_and_one_that_fails_after_writ
     assert _names(engine) == {"first", "next"}
 
 
+def test_webhooks_that_arrive_together_on_an_idle_line_share_one_commit(tmp_path: Path) -> None:
+    engine, runner = _phone_line(tmp_path)
+    commits: list[int] = []
+    event.listen(runner.engine, "commit", lambda conn: commits.append(1))
+
+    async def main() -> list[str]:
+        # read in the same turn of the loop, as a surge arrives: the first leads, the rest join
+        return await asyncio.gather(*(runner.run(_writes(f"w{i}"), lambda: "apology") for i in range(5)))
+
+    answers = asyncio.run(main())
+    runner.shutdown()
+
+    assert answers == [f"w{i}" for i in range(5)]
+    assert _names(engine) == {f"w{i}" for i in range(5)}
+    assert len(commits) == 1
+
+
 def test_a_callback_alone_on_a_quiet_line_whose_commit_fails_is_tried_again_and_a_call_hears_the_apology(
     tmp_path: Path,
 ) -> None:
