@@ -96,6 +96,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU time of this machine's PostgreSQL processes (0 where there are none): the
+    database's share of a request, which the server process's own figure leaves out."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() == "postgres":
+                total += cpu_seconds(int(proc.name))
+        except OSError:
+            continue  # a backend that ended meanwhile
+    return total
+
+
 def numbers(pairs: int) -> list[tuple[str, str]]:
     every = [f"+1{area}555{n:04d}" for area in AREAS for n in range(101, 200)]
     if 2 * pairs > len(every):
@@ -217,6 +232,7 @@ class Figures:
     cpu: float = 0.0
     errors: int = 0
     latencies: list[float] = field(default_factory=list)
+    db_cpu: float = 0.0
 
     @property
     def rps(self) -> float:
@@ -229,17 +245,22 @@ class Figures:
     def cpu_ms(self) -> float:
         return self.cpu / self.requests * 1000 if self.requests else 0.0
 
+    @property
+    def db_cpu_ms(self) -> float:
+        return self.db_cpu / self.requests * 1000 if self.requests else 0.0
+
 
 def closed_round(
     port: int, pid: int, n: int, connections: int, callers: list[str], figures: Figures, answers: Answers
 ) -> None:
     host = f"127.0.0.1:{port}"
     requests = inbound_requests(f"http://{host}", host, n, callers)
-    cpu0 = cpu_seconds(pid)
+    cpu0, db0 = cpu_seconds(pid), postgres_cpu_seconds()
     result = asyncio.run(
         load.closed_loop("127.0.0.1", port, requests, connections=connections, check=answers)
     )
     figures.cpu += cpu_seconds(pid) - cpu0
+    figures.db_cpu += postgres_cpu_seconds() - db0
     figures.requests += len(result.latencies)
     figures.seconds += result.elapsed
     figures.errors += result.errors
@@ -478,6 +499,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--sqlite-synchronous", choices=["normal", "full"], default="normal")
     parser.add_argument("--label", default="")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="closed loop: only these variants, comma-separated (bare always runs: the ratios need it)",
+    )
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
 
@@ -527,6 +553,9 @@ def main() -> None:
             ("peerline", "peerline", ana),
             ("peerline rung", "peerline", rung),
         ]
+        if args.only:
+            wanted = {"bare", *(name.strip() for name in args.only.split(","))}
+            variants = [v for v in variants if v[0] in wanted]
         figures = {name: Figures() for name, _, _ in variants}
         answers = {name: Answers() for name, _, _ in variants}
         for _, server, callers in variants:  # warm-up
@@ -538,16 +567,18 @@ def main() -> None:
                 closed_round(
                     port, proc.pid, args.requests, args.connections, callers, figures[name], answers[name]
                 )
-        surge = open_inbound_round(
-            peer_port, servers["peerline"][0].pid, ana, args.rate, min(args.open_seconds, 30.0)
-        )
-        opened, calls, client = open_round(
-            peer_port,
-            servers["peerline"][0].pid,
-            pairs[BUSY_PAIRS + RUNG_PAIRS :],
-            args.rate,
-            args.open_seconds,
-        )
+        surge = opened = None
+        if args.open_seconds > 0:  # 0: the closed loop only (a quick A/B)
+            surge = open_inbound_round(
+                peer_port, servers["peerline"][0].pid, ana, args.rate, min(args.open_seconds, 30.0)
+            )
+            opened, calls, client = open_round(
+                peer_port,
+                servers["peerline"][0].pid,
+                pairs[BUSY_PAIRS + RUNG_PAIRS :],
+                args.rate,
+                args.open_seconds,
+            )
     finally:
         for proc, _ in servers.values():
             proc.terminate()
@@ -558,35 +589,41 @@ def main() -> None:
     sync = f", synchronous={args.sqlite_synchronous}" if database == "SQLite" else ""
     label = args.label or "this run"
     bare = figures["bare"]
-    lines = [
-        row(label, f"bare ({database}{sync}, {args.connections} conns)", bare, bare),
-        row(label, "bare + one write", figures["bare+write"], bare),
-        row(label, "**full path** (partner on another call: no leg placed)", figures["peerline"], bare),
-        row(
-            label,
-            "full path, partner rung (+ placing the leg after the answer)",
-            figures["peerline rung"],
-            bare,
-        ),
-        row(label, f"open loop {args.rate:.0f}/s × {args.open_seconds:.0f} s, mixed steps", opened, None),
-        row(
-            label,
-            f"open loop {args.rate:.0f}/s × {min(args.open_seconds, 30.0):.0f} s, inbound only (a surge)",
-            surge,
-            None,
-        ),
-    ]
+    names = {
+        "bare": f"bare ({database}{sync}, {args.connections} conns)",
+        "bare+write": "bare + one write",
+        "peerline": "**full path** (partner on another call: no leg placed)",
+        "peerline rung": "full path, partner rung (+ placing the leg after the answer)",
+    }
+    lines = [row(label, names[name], figures[name], bare) for name in names if name in figures]
+    if opened is not None and surge is not None:
+        lines += [
+            row(label, f"open loop {args.rate:.0f}/s × {args.open_seconds:.0f} s, mixed steps", opened, None),
+            row(
+                label,
+                f"open loop {args.rate:.0f}/s × {min(args.open_seconds, 30.0):.0f} s, inbound only (a surge)",
+                surge,
+                None,
+            ),
+        ]
     print(HEADER)
     print("\n".join(lines))
+    if database == "PostgreSQL":
+        print(
+            "PostgreSQL's own CPU ms/req (all its processes, closed loop): "
+            + ", ".join(f"{name} {f.db_cpu_ms:.2f}" for name, f in figures.items())
+        )
     for name in ("peerline", "peerline rung"):
-        a = answers[name]
-        print(f"{name}: {a.rung} rung, {a.busy} partner on another call, {a.other} other answers")
-    print(
-        f"open loop: {calls.calls} calls begun, {calls.unexpected} inbound without a room, "
-        f"{client.late_starts} requests started late by the client, errors {opened.errors} "
-        f"{dict(calls.failed)}, connections lost {client.lost}, sent again on a new connection "
-        f"after the server closed a kept-alive one {client.retried}"
-    )
+        if name in answers:
+            a = answers[name]
+            print(f"{name}: {a.rung} rung, {a.busy} partner on another call, {a.other} other answers")
+    if opened is not None:
+        print(
+            f"open loop: {calls.calls} calls begun, {calls.unexpected} inbound without a room, "
+            f"{client.late_starts} requests started late by the client, errors {opened.errors} "
+            f"{dict(calls.failed)}, connections lost {client.lost}, sent again on a new connection "
+            f"after the server closed a kept-alive one {client.retried}"
+        )
     if args.write_docs:
         write_docs(lines)
 
