@@ -364,7 +364,9 @@ class DeadlineRunner:
                     self._deliver(done)
                 return
             # the COMMIT goes to its thread: a task waits for it, so that this webhook's
-            # own deadline (and grace) still hold while the disk is slow
+            # own deadline (and grace) still hold while the disk is slow; from now on a
+            # deadline that passes finds them being committed
+            self._committing = {id(waiting) for waiting, _, _ in done}
             self._leader = asyncio.get_running_loop().create_task(
                 self._commit_and_lead(conn, done), context=contextvars.Context()
             )
