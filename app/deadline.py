@@ -359,7 +359,7 @@ class DeadlineRunner:
             done = self._work(conn, self._next_batch())
             if done is None:
                 return
-            if self.mode == "inline" and len(done) <= 1 and not self._waiting:
+            if self._commits_in_loop(done):
                 if self._commit_now(conn, done):
                     self._deliver(done)
                 return
@@ -564,9 +564,7 @@ class DeadlineRunner:
         """COMMIT on the committer thread, while the loop goes on with the next requests
         (in the loop when there are none and no fsync to wait for)."""
         assert self._committer is not None  # the loop's modes have one
-        if self.mode == "inline" and len(done) <= 1 and not self._waiting:
-            # one webhook and nobody behind it: nothing to overlap the commit with, and
-            # without an fsync it is quicker than the hop to the thread and back
+        if self._commits_in_loop(done):
             return self._commit_now(conn, done)
         self._committing = {id(waiting) for waiting, _, _ in done}
         try:
@@ -577,6 +575,11 @@ class DeadlineRunner:
             return False
         finally:
             self._committing = set()
+
+    def _commits_in_loop(self, done: list[_Done]) -> bool:
+        """One webhook and nobody behind it: nothing to overlap the commit with, and without
+        an fsync it is quicker than the hop to the commit thread and back."""
+        return self.mode == "inline" and len(done) <= 1 and not self._waiting
 
     def _commit_now(self, conn: Connection, done: list[_Done]) -> bool:
         """COMMIT in the loop, now."""

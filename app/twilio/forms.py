@@ -254,14 +254,14 @@ def _timestamp(form: Mapping[str, str], name: str) -> datetime | None:
     text = form.get(name, "").strip()
     if not text:
         return None
-    stamp = _rfc2822(text[:MAX_TIMESTAMP])
+    # longer than any RFC 2822 time: not one, and never a key of the memo below
+    stamp = "not a time" if len(text) >= MAX_TIMESTAMP else _rfc2822(text)
     if isinstance(stamp, str):
         _ignored(name, stamp)
         return None
     return stamp
 
 
-# longer than any RFC 2822 time: a longer text is not one, and the memo's keys stay small
 MAX_TIMESTAMP = 64
 
 
@@ -269,8 +269,6 @@ MAX_TIMESTAMP = 64
 def _rfc2822(text: str) -> datetime | str:
     """The time, or why it is not one. Remembered: the callbacks of one moment of a call
     carry the same stamp, and the parse costs more than the rest of the form."""
-    if len(text) >= MAX_TIMESTAMP:
-        return "not a time"
     try:
         stamp = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):

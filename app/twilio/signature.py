@@ -29,10 +29,11 @@ def signed_url(base_url: str, request: Request) -> str:
     return url + ("?" + query.decode("latin-1") if query else "")
 
 
-class _Form(dict[str, str]):
-    """The posted fields, as the SDK's validator reads them first (a multidict's `getall`):
-    it otherwise tries two other kinds of mapping per field, each failing with an
-    exception, before it reads a plain dict."""
+class SignedForm(dict[str, str]):
+    """Form fields of one value each, as the SDK's signing reads them first (a multidict's
+    `getall`): from a plain dict it tries two other kinds of mapping per field, each
+    failing with an exception. Checking a signature here, and making one in the
+    simulator (app/simulator/telephone.py)."""
 
     def getall(self, key: str) -> list[str]:
         return [self[key]]
@@ -45,7 +46,7 @@ async def _form(request: Request) -> dict[str, str]:
     if request.headers.get("content-type", "").split(";")[0].strip().lower() == FORM_TYPE:
         read = request.scope.get(BODY)  # app/bodylimit.py has read it already
         body = read if isinstance(read, bytes) else await request.body()
-        return _Form(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        return SignedForm(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     form = await request.form()
     return {key: value for key, value in form.multi_items() if isinstance(value, str)}
 
