@@ -156,6 +156,21 @@ def configured_synchronous() -> Synchronous:
     return "full" if os.environ.get("SQLITE_SYNCHRONOUS", "").strip().lower() == "full" else "normal"
 
 
+# The phone line's batches on PostgreSQL (app/deadline.py): one connection per batch
+# thread, kept. A lock held elsewhere or a slow statement is not waited for long: the batch
+# is given up and its webhooks run again alone on the phone line's threads (PHONE_LINE),
+# where one waits, within its deadline, without holding up the others.
+PHONE_LINE_BATCH = Limits(
+    connect_seconds=2,
+    statement_ms=500,
+    lock_ms=100,
+    busy_ms=0,
+    pool_seconds=1.5,
+    pool_size=4,
+    max_overflow=2,
+)
+
+
 # The phone line's own connection on SQLite, used from the event loop: it never waits for
 # the writer lock (the caller waits asynchronously and tries again) and never checkpoints.
 PHONE_LINE_INLINE = Limits(

@@ -216,7 +216,10 @@ def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAP
         system_clock,
         Policy.from_settings(settings),
     )
-    app.state.metrics = AppMetrics(settings.database_url, {"general": engine, "phone_line": phone_engine})
+    pools = {"general": engine, "phone_line": phone_engine}
+    if app.state.deadline.batch_engine is not None:
+        pools["phone_line_batches"] = app.state.deadline.batch_engine
+    app.state.metrics = AppMetrics(settings.database_url, pools)
     app.state.tokens = TokenMaker.from_secret(settings.secret_key)
     twilio_webhooks.install(app)
     app.include_router(twilio_fallback.router)

@@ -1,0 +1,232 @@
+"""On PostgreSQL the phone line runs webhooks in batches, one COMMIT each, and any trouble
+sends a batch's webhooks back to run alone (app/deadline.py, mode `batch`)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session
+
+from app.db import PHONE_LINE, PHONE_LINE_BATCH, make_engine
+from app.deadline import DeadlineRunner, Guard
+from tests.conftest import PG_URL, new_pg_database
+
+pytestmark = pytest.mark.skipif(not PG_URL, reason="TEST_DATABASE_URL not set")
+
+Work = Callable[[Session, Guard], tuple[str, None]]
+
+
+@pytest.fixture
+def url() -> str:
+    url = new_pg_database("batches")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE note (name VARCHAR(20) PRIMARY KEY)"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def runner(url: str) -> Iterator[DeadlineRunner]:
+    """The phone line's runner as the app makes it, with one batch thread: which webhooks
+    share a batch is then up to the test."""
+    runner = DeadlineRunner(
+        make_engine(url, PHONE_LINE),
+        mode="batch",
+        batch_engine=make_engine(url, PHONE_LINE_BATCH),
+        batch_threads=1,
+    )
+    yield runner
+    runner.shutdown()
+    runner.engine.dispose()
+
+
+def _names(url: str) -> set[str]:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        names = {row[0] for row in conn.execute(text("SELECT name FROM note"))}
+    engine.dispose()
+    return names
+
+
+def _writes(name: str, *, fails: bool = False, before: Callable[[], object] | None = None) -> Work:
+    """A webhook's work as the webhooks write it: write, commit, answer; its own apology
+    if anything fails."""
+
+    def work(db: Session, guard: Guard) -> tuple[str, None]:
+        try:
+            if before is not None:
+                before()
+            db.execute(text("INSERT INTO note (name) VALUES (:n)"), {"n": name})
+            if fails:
+                raise RuntimeError("this webhook fails after writing")
+            guard.begin_commit()
+            db.commit()
+            return name, None
+        except Exception:
+            db.rollback()
+            return "apology", None
+
+    return work
+
+
+def _commits(runner: DeadlineRunner) -> list[str]:
+    commits: list[str] = []
+    assert runner.batch_engine is not None
+    event.listen(runner.batch_engine, "commit", lambda conn: commits.append("commit"))
+    return commits
+
+
+async def _behind(gate: threading.Event, runner: DeadlineRunner, works: list[Work]) -> list[str]:
+    """The first webhook holds the batch thread until the others are all in line: they
+    then go as one batch."""
+    first = asyncio.ensure_future(runner.run(_writes("first", before=lambda: gate.wait(5)), lambda: "late"))
+    await asyncio.sleep(0.1)
+    rest = [asyncio.ensure_future(runner.run(work, lambda: "late")) for work in works]
+    await asyncio.sleep(0.05)
+    gate.set()
+    return [await first, *[await each for each in rest]]
+
+
+def test_the_phone_line_on_postgresql_runs_webhooks_in_batches(url: str) -> None:
+    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
+    assert runner.mode == "batch"
+    assert runner.batch_engine is not None
+    runner.shutdown()
+    runner.engine.dispose()
+
+
+def test_webhooks_waiting_together_share_one_commit(runner: DeadlineRunner, url: str) -> None:
+    commits = _commits(runner)
+    names = ["a", "b", "c", "d", "e"]
+
+    answers = asyncio.run(_behind(threading.Event(), runner, [_writes(n) for n in names]))
+
+    assert answers == ["first", *names]
+    assert _names(url) == {"first", *names}
+    assert len(commits) == 2  # the first alone, then the five together
+
+
+def test_a_webhook_that_fails_in_a_batch_hears_the_apology_and_the_others_are_stored(
+    runner: DeadlineRunner, url: str
+) -> None:
+    works = [_writes(n, fails=n == "bad") for n in ("a", "bad", "b", "c")]
+
+    answers = asyncio.run(_behind(threading.Event(), runner, works))
+
+    assert answers == ["first", "a", "apology", "b", "c"]
+    assert _names(url) == {"first", "a", "b", "c"}
+
+
+def test_a_row_locked_elsewhere_holds_up_only_its_own_webhook(runner: DeadlineRunner, url: str) -> None:
+    # another session is inserting "held" and has not committed: the phone line's insert of
+    # the same key must wait for it
+    other: Engine = create_engine(url)
+    holder = other.connect()
+    holder.begin()
+    holder.execute(text("INSERT INTO note (name) VALUES ('held')"))
+    answered: dict[str, float] = {}
+
+    async def main() -> list[str]:
+        started = time.monotonic()
+
+        async def timed(work: Work, name: str) -> str:
+            answer = await runner.run(work, lambda: "late")
+            answered[name] = time.monotonic() - started
+            return answer
+
+        asyncio.get_running_loop().call_later(0.8, holder.rollback)
+        return await asyncio.gather(*(timed(_writes(n), n) for n in ("held", "a", "b")))
+
+    answers = asyncio.run(main())
+    holder.close()
+    other.dispose()
+
+    assert answers == ["held", "a", "b"]
+    assert _names(url) == {"held", "a", "b"}
+    assert answered["a"] < 0.6 and answered["b"] < 0.6  # the batch gave up within 0.1 s
+    assert answered["held"] >= 0.8  # it waited, alone, for the other session
+
+
+def test_a_refused_commit_sends_the_batch_to_run_alone_and_nothing_is_lost(
+    runner: DeadlineRunner, url: str
+) -> None:
+    refused: list[bool] = []
+
+    def refuse_once(conn: object) -> None:
+        if not refused:
+            refused.append(True)
+            raise RuntimeError("the server refused the COMMIT")
+
+    assert runner.batch_engine is not None
+    event.listen(runner.batch_engine, "commit", refuse_once)
+
+    answers = asyncio.run(_behind(threading.Event(), runner, [_writes(n) for n in ("a", "b")]))
+
+    assert refused == [True]
+    assert answers == ["first", "a", "b"]
+    assert _names(url) == {"first", "a", "b"}
+
+
+def test_a_batch_whose_connection_was_cut_runs_its_webhooks_again_alone(
+    runner: DeadlineRunner, url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert asyncio.run(runner.run(_writes("before"), lambda: "late")) == "before"
+    # the server ends every other session on this database: the batch thread's kept
+    # connection is now dead, though nothing has told it so
+    admin = create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    admin.dispose()
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(runner.run(_writes(n), lambda: "late") for n in ("a", "b")))
+
+    assert asyncio.run(main()) == ["a", "b"]
+    assert _names(url) == {"before", "a", "b"}
+    assert "a batch was given up" in caplog.text
+
+
+def test_a_webhook_whose_deadline_passes_in_a_batch_is_never_stored(runner: DeadlineRunner, url: str) -> None:
+    runner.deadline_seconds = 0.3
+    # its answer goes back before it writes; "a", done before it in the same batch, is
+    # being committed by then: its grace covers its run again, alone
+    slow = _writes("slow", before=lambda: time.sleep(0.4))
+
+    async def main() -> list[str]:
+        return await asyncio.gather(
+            runner.run(_writes("a"), lambda: "late"), runner.run(slow, lambda: "late")
+        )
+
+    answers = asyncio.run(main())
+    time.sleep(0.3)  # whatever still runs has ended
+
+    assert answers == ["a", "late"]
+    assert _names(url) == {"a"}
+
+
+def test_several_batch_threads_store_every_webhook_once(url: str) -> None:
+    runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
+    names = [f"n{i}" for i in range(200)]
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(runner.run(_writes(n), lambda: "late") for n in names))
+
+    try:
+        answers = asyncio.run(main())
+    finally:
+        runner.shutdown()
+        runner.engine.dispose()
+
+    assert answers == names
+    assert _names(url) == set(names)
