@@ -78,9 +78,10 @@ COMMIT_GRACE_SECONDS = 0.4
 # a batch takes at most this many webhooks: it must stay a few milliseconds
 MAX_BATCH = 32
 # PostgreSQL: how many batches run at once. Each waits on the network for every statement
-# of its webhooks in turn; measured on the webhook bench, 4 kept two cores busy where 1
-# left them idle between round trips.
-BATCH_THREADS = 4
+# of its webhooks in turn, so one alone left the cores idle between round trips; more
+# than two made the batches smaller, their COMMITs more, and the whole slower (webhook
+# bench: 1 thread 0.14×, 2 threads 0.20×, 4 threads 0.18–0.19× of bare).
+BATCH_THREADS = 2
 # how long a callback's kept work may still wait for the database after its answer
 LATE_SECONDS = 30.0
 
@@ -143,6 +144,51 @@ class _Item(Generic[T]):
     context: contextvars.Context
     future: Future[T] = field(default_factory=Future)
     after: Callable[[], None] | None = None
+    # batch mode: the answer is set in the event loop, a batch's answers with one wake-up
+    # of the loop (a wake-up per answer, and asyncio's wrapping of a thread's future,
+    # cost the loop more than reading the next request)
+    answer: asyncio.Future[T] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.answer.done() if self.answer is not None else self.future.done()
+
+    def settle(self, value: T) -> None:
+        """From a thread: the work's answer."""
+        if self.loop is not None:
+            _from_thread(self.loop, [(self, value, None)])
+        else:
+            self.future.set_result(value)
+
+    def fail(self, exc: BaseException) -> None:
+        """From a thread: the work could not answer."""
+        if self.loop is not None:
+            _from_thread(self.loop, [(self, None, exc)])
+        elif not self.future.done():
+            self.future.set_exception(exc)
+
+
+_Outcome = tuple[_Item[Any], Any, BaseException | None]
+
+
+def _from_thread(loop: asyncio.AbstractEventLoop, outcomes: list[_Outcome]) -> None:
+    try:
+        loop.call_soon_threadsafe(_answer_all, outcomes)
+    except RuntimeError:
+        log.debug("the event loop has closed: %d answers dropped", len(outcomes))
+
+
+def _answer_all(outcomes: list[_Outcome]) -> None:
+    """In the loop: each answer that has not gone back yet (the fallback may have)."""
+    for item, value, exc in outcomes:
+        answer = item.answer
+        if answer is None or answer.done():
+            continue
+        if exc is None:
+            answer.set_result(value)
+        else:
+            answer.set_exception(exc)
 
 
 @dataclass(eq=False)
@@ -296,9 +342,11 @@ class DeadlineRunner:
         remaining = max(0.05, self.deadline_seconds - (time.monotonic() - started))
         if self.mode in ("inline", "group"):
             return await self._inline(work, fallback, started, remaining, keep)
+        if self.mode == "batch":
+            return await self._batched(work, fallback, started, remaining, keep)
         # the request's context goes along: its log lines keep the call's request id
         item: _Item[T] = _Item(work, Guard(), contextvars.copy_context())
-        (self._batches if self.mode == "batch" else self._queue).put(item)
+        self._queue.put(item)
         future = asyncio.wrap_future(item.future)
         try:
             return await asyncio.wait_for(asyncio.shield(future), remaining)
@@ -694,6 +742,56 @@ class DeadlineRunner:
 
     # ------------------------------------------------------------ PostgreSQL's batches
 
+    async def _batched(
+        self, work: Work[T], fallback: Callable[[], T], started: float, remaining: float, keep: bool
+    ) -> T:
+        """As the threads' path in `run`, with timers in place of asyncio's wrapping and
+        waiting (on the path of every webhook, they cost the loop less)."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[T] = loop.create_future()
+        item: _Item[T] = _Item(work, Guard(), contextvars.copy_context(), answer=answer, loop=loop)
+        self._batches.put(item)
+        # a context of the request's own for the timer: a context is entered by one thread
+        # at a time, and the work's may be entered on the batch thread just then
+        due = loop.call_later(
+            remaining, self._batch_due, item, fallback, started, keep, context=contextvars.copy_context()
+        )
+        try:
+            return await answer
+        except Exception:
+            # the work could not even answer for itself (its transaction failed): nothing
+            # of it is stored, and the caller hears the apology
+            log.warning("a webhook's transaction failed; the caller hears the apology")
+            return fallback()
+        finally:
+            due.cancel()
+
+    def _batch_due(self, item: _Item[T], fallback: Callable[[], T], started: float, keep: bool) -> None:
+        """The deadline has passed (in the webhook's own context): a callback is answered
+        and its work goes on; a webhook not being committed never runs; one being
+        committed is given a short grace."""
+        answer = item.answer
+        if answer is None or answer.done():
+            return
+        if keep:
+            answer.set_result(self._answered_early(fallback))
+        elif item.guard.abandon():
+            self._missed(started)
+            answer.set_result(fallback())
+        else:
+            assert item.loop is not None  # a batch item has its loop
+            grace = contextvars.copy_context()
+            later = self._batch_grace
+            item.loop.call_later(COMMIT_GRACE_SECONDS, later, item, fallback, started, context=grace)
+
+    def _batch_grace(self, item: _Item[T], fallback: Callable[[], T], started: float) -> None:
+        answer = item.answer
+        if answer is None or answer.done():
+            return
+        log.error("a webhook's commit outlasted its grace; the caller hears the apology")
+        self._missed(started)
+        answer.set_result(fallback())
+
     def _batcher(self) -> None:
         """The batch thread: whoever is waiting, up to MAX_BATCH, in one transaction."""
         assert self._batch_engine is not None  # the batch mode has one
@@ -755,8 +853,13 @@ class DeadlineRunner:
         finally:
             conn.info[_IN_BATCH] = False
         conn.commit()
+        outcomes: list[_Outcome] = []
         for item, value, after in done:
-            _finish(item, value, after)
+            _after_commit(item, after)
+            outcomes.append((item, value, None))
+        if outcomes:
+            assert outcomes[0][0].loop is not None  # batch items have their loop
+            _from_thread(outcomes[0][0].loop, outcomes)
 
     def _batch_failed(self, conn: Connection | None, batch: list[_Item[Any]]) -> None:
         """Nothing of the batch is stored: each webhook whose answer has not gone back runs
@@ -775,7 +878,7 @@ class DeadlineRunner:
             except Exception:
                 log.debug("closing a failed batch's connection failed too", exc_info=True)
         for item in batch:
-            if not item.future.done() and item.guard.retry():
+            if not item.answered and item.guard.retry():
                 self._queue.put(item)
 
     # ------------------------------------------------------------ the phone line's threads
@@ -791,8 +894,7 @@ class DeadlineRunner:
                 self._alone(item)
             except BaseException as exc:  # never let the thread die: the phone line has no other
                 log.exception("the phone line's worker failed")
-                if not item.future.done():
-                    item.future.set_exception(exc)
+                item.fail(exc)
 
     def _alone(self, item: _Item[Any]) -> None:
         """One webhook, one transaction: its work commits itself."""
@@ -800,18 +902,18 @@ class DeadlineRunner:
             with self.sessions() as db:
                 value, after = item.context.run(item.work, db, item.guard)
         except BaseException as exc:
-            item.future.set_exception(exc)
+            item.fail(exc)
             return
-        _finish(item, value, after)
+        _after_commit(item, after)
+        item.settle(value)
 
 
-def _finish(item: _Item[Any], value: Any, after: Callable[[], None] | None) -> None:
+def _after_commit(item: _Item[Any], after: Callable[[], None] | None) -> None:
     if after is not None:
         try:
             item.context.run(after)
         except Exception:
             log.exception("work after a webhook's commit failed")
-    item.future.set_result(value)
 
 
 _IN_BATCH = "peerline_in_batch"

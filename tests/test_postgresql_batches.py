@@ -13,7 +13,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session
 
 from app.db import PHONE_LINE, PHONE_LINE_BATCH, make_engine
-from app.deadline import DeadlineRunner, Guard
+from app.deadline import COMMIT_GRACE_SECONDS, DeadlineRunner, Guard
 from tests.conftest import PG_URL, new_pg_database
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="TEST_DATABASE_URL not set")
@@ -230,3 +230,53 @@ def test_several_batch_threads_store_every_webhook_once(url: str) -> None:
 
     assert answers == names
     assert _names(url) == set(names)
+
+
+def test_a_kept_callback_in_a_batch_answers_at_its_deadline_and_is_still_stored(
+    runner: DeadlineRunner, url: str
+) -> None:
+    runner.deadline_seconds = 0.2
+    gate = threading.Event()
+
+    def slow(db: Session, guard: Guard) -> tuple[str, None]:
+        db.execute(text("INSERT INTO note (name) VALUES ('callback')"))
+        gate.wait(5)
+        guard.begin_commit()  # a kept callback is never abandoned
+        db.commit()
+        return "recorded", None
+
+    async def main() -> tuple[str, float]:
+        started = time.monotonic()
+        answer = await runner.run(slow, lambda: "empty response", keep=True)
+        seconds = time.monotonic() - started
+        gate.set()
+        return answer, seconds
+
+    answer, seconds = asyncio.run(main())
+    deadline = time.monotonic() + 5
+    while _names(url) != {"callback"} and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert answer == "empty response"
+    assert seconds < 0.4
+    assert _names(url) == {"callback"}
+
+
+def test_a_batch_commit_held_up_answers_after_its_grace(
+    runner: DeadlineRunner, url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner.deadline_seconds = 0.2
+    assert runner.batch_engine is not None
+    event.listen(runner.batch_engine, "commit", lambda conn: time.sleep(1.0))  # a flush that stalls
+
+    async def main() -> tuple[str, float]:
+        started = time.monotonic()
+        answer = await runner.run(_writes("slow"), lambda: "apology")
+        return answer, time.monotonic() - started
+
+    answer, seconds = asyncio.run(main())
+    time.sleep(1.0)  # the commit goes on
+
+    assert answer == "apology"
+    assert 0.2 + COMMIT_GRACE_SECONDS - 0.05 < seconds < 0.2 + COMMIT_GRACE_SECONDS + 0.2
+    assert "outlasted its grace" in caplog.text
