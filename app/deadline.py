@@ -149,6 +149,7 @@ class _Item(Generic[T]):
     # cost the loop more than reading the next request)
     answer: asyncio.Future[T] | None = None
     loop: asyncio.AbstractEventLoop | None = None
+    kept: bool = False  # a callback: its work counts even after its answer has gone
 
     @property
     def answered(self) -> bool:
@@ -749,7 +750,7 @@ class DeadlineRunner:
         waiting (on the path of every webhook, they cost the loop less)."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[T] = loop.create_future()
-        item: _Item[T] = _Item(work, Guard(), contextvars.copy_context(), answer=answer, loop=loop)
+        item: _Item[T] = _Item(work, Guard(), contextvars.copy_context(), answer=answer, loop=loop, kept=keep)
         self._batches.put(item)
         # a context of the request's own for the timer: a context is entered by one thread
         # at a time, and the work's may be entered on the batch thread just then
@@ -862,8 +863,8 @@ class DeadlineRunner:
             _from_thread(outcomes[0][0].loop, outcomes)
 
     def _batch_failed(self, conn: Connection | None, batch: list[_Item[Any]]) -> None:
-        """Nothing of the batch is stored: each webhook whose answer has not gone back runs
-        again, alone. It is rolled back on the driver's connection (after a refused COMMIT
+        """Nothing of the batch is stored: each webhook whose answer has not gone back, and
+        each callback, runs again, alone. It is rolled back on the driver's connection (after a refused COMMIT
         the engine's idea of the transaction may be ended while the server's, with its
         locks, is still open), and closed: a new one costs little on this rare path."""
         if conn is not None:
@@ -878,7 +879,9 @@ class DeadlineRunner:
             except Exception:
                 log.debug("closing a failed batch's connection failed too", exc_info=True)
         for item in batch:
-            if not item.answered and item.guard.retry():
+            # a callback runs again though its answer has gone; a voice step whose caller
+            # has heard the apology does not (what was heard and what is stored agree)
+            if item.guard.retry() and (item.kept or not item.answered):
                 self._queue.put(item)
 
     # ------------------------------------------------------------ the phone line's threads

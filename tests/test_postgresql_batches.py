@@ -280,3 +280,28 @@ def test_a_batch_commit_held_up_answers_after_its_grace(
     assert answer == "apology"
     assert 0.2 + COMMIT_GRACE_SECONDS - 0.05 < seconds < 0.2 + COMMIT_GRACE_SECONDS + 0.2
     assert "outlasted its grace" in caplog.text
+
+
+def test_a_callback_answered_at_its_deadline_whose_batch_is_given_up_is_still_stored(
+    runner: DeadlineRunner, url: str
+) -> None:
+    runner.deadline_seconds = 0.2
+    assert runner.batch_engine is not None
+    refused: list[bool] = []
+
+    def refuse_once(conn: object) -> None:
+        if not refused:
+            refused.append(True)
+            raise RuntimeError("the server refused the COMMIT")
+
+    event.listen(runner.batch_engine, "commit", refuse_once)
+    late = _writes("callback", before=lambda: time.sleep(0.3))  # answered before it writes
+
+    answer = asyncio.run(runner.run(late, lambda: "empty response", keep=True))
+    deadline = time.monotonic() + 5
+    while _names(url) != {"callback"} and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert answer == "empty response"
+    assert refused == [True]
+    assert _names(url) == {"callback"}
