@@ -856,7 +856,14 @@ class DeadlineRunner:
         conn.commit()
         outcomes: list[_Outcome] = []
         for item, value, after in done:
-            _after_commit(item, after)
+            if item.answered and not item.kept:
+                # stored after all, though the caller heard the apology (the COMMIT outlasted
+                # its grace): at least no partner's phone rings for a call said to have failed
+                item.context.run(
+                    log.error, "a webhook's work was stored after its apology; its REST requests are not sent"
+                )
+            else:
+                _after_commit(item, after)
             outcomes.append((item, value, None))
         if outcomes:
             assert outcomes[0][0].loop is not None  # batch items have their loop
@@ -864,9 +871,10 @@ class DeadlineRunner:
 
     def _batch_failed(self, conn: Connection | None, batch: list[_Item[Any]]) -> None:
         """Nothing of the batch is stored: each webhook whose answer has not gone back, and
-        each callback, runs again, alone. It is rolled back on the driver's connection (after a refused COMMIT
-        the engine's idea of the transaction may be ended while the server's, with its
-        locks, is still open), and closed: a new one costs little on this rare path."""
+        each callback, runs again, alone. The batch is rolled back on the driver's
+        connection (after a refused COMMIT the engine's idea of the transaction may be
+        ended while the server's, with its locks, is still open), and the connection is
+        closed: a new one costs little on this rare path."""
         if conn is not None:
             try:
                 raw = conn.connection.dbapi_connection

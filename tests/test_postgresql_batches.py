@@ -268,10 +268,17 @@ def test_a_batch_commit_held_up_answers_after_its_grace(
     runner.deadline_seconds = 0.2
     assert runner.batch_engine is not None
     event.listen(runner.batch_engine, "commit", lambda conn: time.sleep(1.0))  # a flush that stalls
+    rung: list[str] = []
+
+    def places_a_leg(db: Session, guard: Guard) -> tuple[str, Callable[[], None]]:
+        db.execute(text("INSERT INTO note (name) VALUES ('slow')"))
+        guard.begin_commit()
+        db.commit()
+        return "slow", lambda: rung.append("partner")
 
     async def main() -> tuple[str, float]:
         started = time.monotonic()
-        answer = await runner.run(_writes("slow"), lambda: "apology")
+        answer = await runner.run(places_a_leg, lambda: "apology")
         return answer, time.monotonic() - started
 
     answer, seconds = asyncio.run(main())
@@ -280,6 +287,10 @@ def test_a_batch_commit_held_up_answers_after_its_grace(
     assert answer == "apology"
     assert 0.2 + COMMIT_GRACE_SECONDS - 0.05 < seconds < 0.2 + COMMIT_GRACE_SECONDS + 0.2
     assert "outlasted its grace" in caplog.text
+    # stored after all, but the caller was told the call failed: no partner is rung
+    assert _names(url) == {"slow"}
+    assert rung == []
+    assert "stored after its apology" in caplog.text
 
 
 def test_a_callback_answered_at_its_deadline_whose_batch_is_given_up_is_still_stored(
