@@ -15,14 +15,16 @@ services import the reminders' module, which needs it too).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Dialect, Executable
 from sqlalchemy.orm import Session
 
-from app.db import statement_connection
+from app.db import driver_cursor, statement_connection
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,10 @@ class OnCursor:
             )
         return found
 
-    def _execute(self, db: Session, given: Mapping[str, Any]) -> tuple[Any, _Compiled]:
+    def _execute(
+        self, db: Session, given: Mapping[str, Any], read: Callable[[Any], R]
+    ) -> tuple[R, _Compiled]:
+        """The statement run, and what `read` takes from its cursor."""
         conn = statement_connection(db)
         compiled = self._compiled(conn.dialect)
         values = {**compiled.constants, **given}
@@ -83,36 +88,34 @@ class OnCursor:
             value = values[name]
             if value is not None:  # NULL is NULL
                 values[name] = process(value)
-        cursor = conn.connection.cursor()
-        try:
+        with driver_cursor(conn) as cursor:
             if compiled.positional:
                 cursor.execute(compiled.sql, [values[name] for name in compiled.names])
             else:
                 cursor.execute(compiled.sql, {name: values[name] for name in compiled.names})
-        except BaseException:
-            cursor.close()
-            raise
-        return cursor, compiled
+            return read(cursor), compiled
 
     def first(self, db: Session, given: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        cursor, compiled = self._execute(db, given)
-        try:
-            raw = cursor.fetchone()
-        finally:
-            cursor.close()
+        raw, compiled = self._execute(db, given, _one)
         return compiled.row(raw) if raw is not None else None
 
     def all(self, db: Session, given: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        cursor, compiled = self._execute(db, given)
-        try:
-            return [compiled.row(raw) for raw in cursor.fetchall()]
-        finally:
-            cursor.close()
+        raws, compiled = self._execute(db, given, _every)
+        return [compiled.row(raw) for raw in raws]
 
     def count(self, db: Session, given: Mapping[str, Any]) -> int:
         """The rows an UPDATE or DELETE changed."""
-        cursor, _ = self._execute(db, given)
-        try:
-            return int(cursor.rowcount)
-        finally:
-            cursor.close()
+        changed, _ = self._execute(db, given, _changed)
+        return changed
+
+
+def _one(cursor: Any) -> Any:
+    return cursor.fetchone()
+
+
+def _every(cursor: Any) -> list[Any]:
+    return list(cursor.fetchall())
+
+
+def _changed(cursor: Any) -> int:
+    return int(cursor.rowcount)

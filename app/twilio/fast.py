@@ -46,7 +46,7 @@ from sqlalchemy.sql.visitors import replacement_traverse
 
 import ivr.flow as flow
 from app.crypto import PhoneVault
-from app.db import statement_connection
+from app.db import driver_cursor, statement_connection
 from app.models import Call, Pair, Participant
 from app.services import calls
 from app.services.outbound import Outbound, PlacePartnerLeg
@@ -278,9 +278,8 @@ def known_caller(
     if e164 is None:
         return None
     indexes = blind_indexes(vault, e164)
-    cursor = statement_connection(db).connection.cursor()
-    try:
-        sql = _statements(db.get_bind().dialect)
+    sql = _statements(db.get_bind().dialect)
+    with driver_cursor(statement_connection(db)) as cursor:
         row = sql.caller.run(
             cursor,
             {
@@ -291,29 +290,27 @@ def known_caller(
                 "exclude": -1,  # this call has no row yet
             },
         )
-        if row is None or row[14] is not None or row[5] != ParticipantStatus.ACTIVE:
-            return None  # unknown or withdrawn caller, or a repeated webhook: the general path
-        (me_id, me_name, me_zone, me_quiet, me_lang, _, pair_id, pair_open) = row[:8]
-        (other_id, other_name, other_zone, other_quiet, other_status, reachable) = row[8:14]
-        on_call, missed = row[15:17]
-        me = flow.Person(
-            me_id,
-            me_name,
-            me_zone,
-            stored_quiet_hours(me_quiet),
-            language=lang or language(me_lang) or Language.EN,
+    if row is None or row[14] is not None or row[5] != ParticipantStatus.ACTIVE:
+        return None  # unknown or withdrawn caller, or a repeated webhook: the general path
+    (me_id, me_name, me_zone, me_quiet, me_lang, _, pair_id, pair_open) = row[:8]
+    (other_id, other_name, other_zone, other_quiet, other_status, reachable) = row[8:14]
+    on_call, missed = row[15:17]
+    me = flow.Person(
+        me_id,
+        me_name,
+        me_zone,
+        stored_quiet_hours(me_quiet),
+        language=lang or language(me_lang) or Language.EN,
+    )
+    if pair_id is None or not pair_open:
+        caller = flow.Caller(me)
+    elif other_id is None or other_status != ParticipantStatus.ACTIVE or not reachable:
+        caller = flow.Caller(me, pair_id)
+    else:
+        partner = flow.Partner(
+            other_id, other_name, other_zone, stored_quiet_hours(other_quiet), on_call=bool(on_call)
         )
-        if pair_id is None or not pair_open:
-            caller = flow.Caller(me)
-        elif other_id is None or other_status != ParticipantStatus.ACTIVE or not reachable:
-            caller = flow.Caller(me, pair_id)
-        else:
-            partner = flow.Partner(
-                other_id, other_name, other_zone, stored_quiet_hours(other_quiet), on_call=bool(on_call)
-            )
-            caller = flow.Caller(me, pair_id, partner, int(missed or 0))
-    finally:
-        cursor.close()
+        caller = flow.Caller(me, pair_id, partner, int(missed or 0))
     # the row's first values go straight into the new object's dict: it is never added to
     # a session (write_call writes it), and the constructor's eight instrumented sets cost
     # more than the statements
@@ -340,15 +337,12 @@ def write_call(db: Session, call: Call, outbound: list[Outbound]) -> list[Outbou
     None when a row for the call appeared meanwhile (a concurrent repeat on PostgreSQL):
     then nothing was written and the general path answers.
     """
-    cursor = statement_connection(db).connection.cursor()
-    try:
-        # the row as set so far (an unset column is NULL): read from the instance's own
-        # dict, not through 36 instrumented attribute reads
-        state = call.__dict__
-        values = {key: state.get(key) for key in _COLUMNS}
+    # the row as set so far (an unset column is NULL): read from the instance's own dict,
+    # not through 36 instrumented attribute reads
+    state = call.__dict__
+    values = {key: state.get(key) for key in _COLUMNS}
+    with driver_cursor(statement_connection(db)) as cursor:
         call_id = _statements(db.get_bind().dialect).insert.made(cursor, values)
-    finally:
-        cursor.close()
     if call_id is None:
         return None
     return [
