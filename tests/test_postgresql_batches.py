@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session
 
-from app.db import PHONE_LINE, PHONE_LINE_BATCH, make_engine
+from app.db import PHONE_LINE, PHONE_LINE_BATCH, driver_cursor, make_engine
 from app.deadline import COMMIT_GRACE_SECONDS, DeadlineRunner, Guard
 from tests.conftest import PG_URL, new_pg_database
 
@@ -316,3 +316,29 @@ def test_a_callback_answered_at_its_deadline_whose_batch_is_given_up_is_still_st
     assert answer == "empty response"
     assert refused == [True]
     assert _names(url) == {"callback"}
+
+
+def test_the_kept_driver_cursor_is_used_again_and_survives_a_failed_statement_and_a_new_connection(
+    url: str,
+) -> None:
+    engine = make_engine(url, PHONE_LINE)
+    with engine.connect() as conn:
+        conn.begin()
+        with driver_cursor(conn) as first:
+            first.execute("INSERT INTO note (name) VALUES ('a')")
+        with driver_cursor(conn) as again:
+            assert again is first
+            with pytest.raises(Exception, match="duplicate key"):
+                again.execute("INSERT INTO note (name) VALUES ('a')")
+        conn.rollback()
+        conn.begin()
+        with driver_cursor(conn) as after_failure:
+            after_failure.execute("SELECT count(*) FROM note")
+            assert after_failure.fetchone() == (0,)  # the insert was rolled back with it
+        conn.invalidate()  # the driver's connection is gone: a new one, and a new cursor
+        conn.rollback()
+        with driver_cursor(conn) as fresh:
+            assert fresh is not first
+            fresh.execute("SELECT 1")
+            assert fresh.fetchone() == (1,)
+    engine.dispose()
