@@ -82,6 +82,8 @@ MAX_BATCH = 32
 # than two made the batches smaller, their COMMITs more, and the whole slower (webhook
 # bench: 1 thread 0.14×, 2 threads 0.20×, 4 threads 0.18–0.19× of bare).
 BATCH_THREADS = 2
+# a webhook with less than this part of its deadline left runs alone rather than in a batch
+LAST_MOMENT = 0.1
 # how long a callback's kept work may still wait for the database after its answer
 LATE_SECONDS = 30.0
 
@@ -101,6 +103,7 @@ class Guard:
         self._lock = threading.Lock()
         self._abandoned = False
         self._committing = False
+        self._delivered = False
 
     def begin_commit(self) -> None:
         """Call right before committing; raises Abandoned when the answer has already gone."""
@@ -115,6 +118,26 @@ class Guard:
             if self._committing:
                 return False
             self._abandoned = True
+            return True
+
+    def too_late(self) -> bool:
+        """The grace after the deadline has passed too: True when the caller is to hear
+        the apology, and the work, if it is ever stored, sends nothing; False when the
+        work has been stored and its answer is on its way (`deliver` came first)."""
+        with self._lock:
+            if self._delivered:
+                return False
+            self._abandoned = True
+            return True
+
+    def deliver(self) -> bool:
+        """The work is stored: True when its answer is still to be heard (and its REST
+        requests may go), False when the caller has heard the apology (`too_late` came
+        first). A kept callback is never too late."""
+        with self._lock:
+            if self._abandoned:
+                return False
+            self._delivered = True
             return True
 
     def retry(self) -> bool:
@@ -150,6 +173,8 @@ class _Item(Generic[T]):
     answer: asyncio.Future[T] | None = None
     loop: asyncio.AbstractEventLoop | None = None
     kept: bool = False  # a callback: its work counts even after its answer has gone
+    due: float = float("inf")  # batch mode: its deadline (time.monotonic)
+    alone: bool = False  # batch mode: handed to the phone line's threads to run alone
 
     @property
     def answered(self) -> bool:
@@ -364,6 +389,8 @@ class DeadlineRunner:
             try:
                 return await asyncio.wait_for(asyncio.shield(future), COMMIT_GRACE_SECONDS)
             except TimeoutError:
+                if not item.guard.too_late():
+                    return await future  # stored: its answer is being set
                 log.error("a webhook's commit outlasted its grace; the caller hears the apology")
             except Exception:
                 log.warning("a webhook's transaction failed; the caller hears the apology")
@@ -750,7 +777,15 @@ class DeadlineRunner:
         waiting (on the path of every webhook, they cost the loop less)."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[T] = loop.create_future()
-        item: _Item[T] = _Item(work, Guard(), contextvars.copy_context(), answer=answer, loop=loop, kept=keep)
+        item: _Item[T] = _Item(
+            work,
+            Guard(),
+            contextvars.copy_context(),
+            answer=answer,
+            loop=loop,
+            kept=keep,
+            due=time.monotonic() + remaining,
+        )
         self._batches.put(item)
         # a context of the request's own for the timer: a context is entered by one thread
         # at a time, and the work's may be entered on the batch thread just then
@@ -787,8 +822,8 @@ class DeadlineRunner:
 
     def _batch_grace(self, item: _Item[T], fallback: Callable[[], T], started: float) -> None:
         answer = item.answer
-        if answer is None or answer.done():
-            return
+        if answer is None or answer.done() or not item.guard.too_late():
+            return  # answered, or stored with its answer on the way to the loop
         log.error("a webhook's commit outlasted its grace; the caller hears the apology")
         self._missed(started)
         answer.set_result(fallback())
@@ -841,6 +876,12 @@ class DeadlineRunner:
             for item in batch:
                 if item.guard.abandoned:
                     continue  # its answer went back while it waited in the batch: it never runs
+                if not item.kept and time.monotonic() > item.due - LAST_MOMENT * self.deadline_seconds:
+                    # its deadline would pass during its work and give the whole batch up:
+                    # it runs alone, and the apology (if it comes) is its own
+                    item.alone = True
+                    self._queue.put(item)
+                    continue
                 # as in the loop's batches: the webhook's commit() flushes into the batch's
                 # transaction, and a rollback ends it for all
                 db = Session(bind=conn, join_transaction_mode="rollback_only", expire_on_commit=False)
@@ -856,14 +897,7 @@ class DeadlineRunner:
         conn.commit()
         outcomes: list[_Outcome] = []
         for item, value, after in done:
-            if item.answered and not item.kept:
-                # stored after all, though the caller heard the apology (the COMMIT outlasted
-                # its grace): at least no partner's phone rings for a call said to have failed
-                item.context.run(
-                    log.error, "a webhook's work was stored after its apology; its REST requests are not sent"
-                )
-            else:
-                _after_commit(item, after)
+            _after_commit(item, after)
             outcomes.append((item, value, None))
         if outcomes:
             assert outcomes[0][0].loop is not None  # batch items have their loop
@@ -889,7 +923,7 @@ class DeadlineRunner:
         for item in batch:
             # a callback runs again though its answer has gone; a voice step whose caller
             # has heard the apology does not (what was heard and what is stored agree)
-            if item.guard.retry() and (item.kept or not item.answered):
+            if not item.alone and item.guard.retry() and (item.kept or not item.answered):
                 self._queue.put(item)
 
     # ------------------------------------------------------------ the phone line's threads
@@ -920,6 +954,13 @@ class DeadlineRunner:
 
 
 def _after_commit(item: _Item[Any], after: Callable[[], None] | None) -> None:
+    """What must follow the work's commit (its REST requests), unless the caller has heard
+    the apology meanwhile: at least no partner's phone rings for a call said to have failed."""
+    if not item.guard.deliver():
+        item.context.run(
+            log.error, "a webhook's work was stored after its apology; its REST requests are not sent"
+        )
+        return
     if after is not None:
         try:
             item.context.run(after)

@@ -127,3 +127,40 @@ def test_quiet_hours_are_honoured_unless_overridden_with_a_reason(
     assert ok.status_code == 202
     actions = [e["action"] for e in client.get("/api/v1/audit", headers=staff["admin"]).json()["items"]]
     assert "outreach.quiet_hours_override" in actions
+
+
+def test_the_participant_is_rung_only_once_the_nurses_key_press_is_stored() -> None:
+    # in a batch (app/deadline.py) the step's own commit only flushes into the batch's
+    # transaction, which may still be given up: the ring waits for the real commit
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from app.deadline import Guard
+    from app.twilio.dialer import Dialer
+    from app.twilio.webhooks import AfterCommit
+    from ivr import outreach as steps
+
+    rung: list[int] = []
+
+    class Ringer:
+        def ring(self, call_id: int) -> None:
+            rung.append(call_id)
+
+    class NoDialer(Dialer):
+        def submit(self, requests: object) -> None:
+            raise AssertionError("no REST request is expected")
+
+    after = AfterCommit(NoDialer.__new__(NoDialer))
+    with Session(create_engine("sqlite://")) as db:
+        response = outreach_routes._voice(
+            db,
+            Guard(),
+            lambda db: (steps.staff_pressed("1", "room-1", known=True), 7),
+            Ringer(),  # type: ignore[arg-type]
+            after,
+        )
+
+    assert response.status_code == 200
+    assert rung == []
+    after.release()
+    assert rung == [7]

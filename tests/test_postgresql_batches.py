@@ -13,7 +13,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session
 
 from app.db import PHONE_LINE, PHONE_LINE_BATCH, driver_cursor, make_engine
-from app.deadline import COMMIT_GRACE_SECONDS, DeadlineRunner, Guard
+from app.deadline import COMMIT_GRACE_SECONDS, Abandoned, DeadlineRunner, Guard
 from tests.conftest import PG_URL, new_pg_database
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="TEST_DATABASE_URL not set")
@@ -56,7 +56,7 @@ def _names(url: str) -> set[str]:
 
 def _writes(name: str, *, fails: bool = False, before: Callable[[], object] | None = None) -> Work:
     """A webhook's work as the webhooks write it: write, commit, answer; its own apology
-    if anything fails."""
+    if anything fails; nothing at all once its answer has gone (Abandoned)."""
 
     def work(db: Session, guard: Guard) -> tuple[str, None]:
         try:
@@ -68,6 +68,9 @@ def _writes(name: str, *, fails: bool = False, before: Callable[[], object] | No
             guard.begin_commit()
             db.commit()
             return name, None
+        except Abandoned:
+            db.rollback()
+            raise
         except Exception:
             db.rollback()
             return "apology", None
@@ -156,19 +159,20 @@ def test_a_row_locked_elsewhere_holds_up_only_its_own_webhook(runner: DeadlineRu
 def test_a_refused_commit_sends_the_batch_to_run_alone_and_nothing_is_lost(
     runner: DeadlineRunner, url: str
 ) -> None:
-    refused: list[bool] = []
+    commits: list[str] = []
 
-    def refuse_once(conn: object) -> None:
-        if not refused:
-            refused.append(True)
+    def refuse_the_second(conn: object) -> None:
+        # the first COMMIT is the batch of "first" alone; the second is "a" and "b" together
+        commits.append("commit")
+        if len(commits) == 2:
             raise RuntimeError("the server refused the COMMIT")
 
     assert runner.batch_engine is not None
-    event.listen(runner.batch_engine, "commit", refuse_once)
+    event.listen(runner.batch_engine, "commit", refuse_the_second)
 
     answers = asyncio.run(_behind(threading.Event(), runner, [_writes(n) for n in ("a", "b")]))
 
-    assert refused == [True]
+    assert len(commits) == 2  # a and b were not tried in a batch again: they ran alone
     assert answers == ["first", "a", "b"]
     assert _names(url) == {"first", "a", "b"}
 
@@ -217,6 +221,7 @@ def test_a_webhook_whose_deadline_passes_in_a_batch_is_never_stored(runner: Dead
 
 def test_several_batch_threads_store_every_webhook_once(url: str) -> None:
     runner = DeadlineRunner.for_engine(make_engine(url, PHONE_LINE), url)
+    commits = _commits(runner)
     names = [f"n{i}" for i in range(200)]
 
     async def main() -> list[str]:
@@ -230,6 +235,7 @@ def test_several_batch_threads_store_every_webhook_once(url: str) -> None:
 
     assert answers == names
     assert _names(url) == set(names)
+    assert len(commits) < 100  # in batches: one COMMIT per webhook would be 200
 
 
 def test_a_kept_callback_in_a_batch_answers_at_its_deadline_and_is_still_stored(
@@ -342,3 +348,60 @@ def test_the_kept_driver_cursor_is_used_again_and_survives_a_failed_statement_an
             fresh.execute("SELECT 1")
             assert fresh.fetchone() == (1,)
     engine.dispose()
+
+
+def test_a_webhook_whose_grace_ends_while_its_batch_runs_again_is_never_stored_nor_rings(
+    runner: DeadlineRunner, url: str
+) -> None:
+    runner.deadline_seconds = 0.3
+    tries: list[str] = []
+    rung: list[str] = []
+
+    def ana(db: Session, guard: Guard) -> tuple[str, Callable[[], None]]:
+        tries.append("ana")
+        if len(tries) > 1:
+            time.sleep(0.5)  # alone, the second time, she is slow: past her grace
+        db.execute(text("INSERT INTO note (name) VALUES ('ana')"))
+        guard.begin_commit()
+        db.commit()
+        return "ana", lambda: rung.append("bea")
+
+    # after ana in the same batch: slow, then failing, so the batch is given up while
+    # ana's deadline has passed and her grace runs
+    bad = _writes("bad", fails=True, before=lambda: time.sleep(0.45))
+
+    async def main() -> list[str]:
+        return await asyncio.gather(runner.run(ana, lambda: "apology"), runner.run(bad, lambda: "apology"))
+
+    answers = asyncio.run(main())
+    time.sleep(0.8)  # whatever still runs has ended
+
+    assert answers == ["apology", "apology"]
+    assert _names(url) == set()
+    assert rung == []
+
+
+def test_a_webhook_near_its_deadline_runs_alone_instead_of_giving_its_batch_up(
+    runner: DeadlineRunner, url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner.deadline_seconds = 0.5
+    gate = threading.Event()
+    # a callback holds the batch thread until the others are close to their deadline
+    first = _writes("first", before=lambda: gate.wait(5))
+    slow = _writes("slow", before=lambda: time.sleep(0.1))  # its deadline passes in its work
+
+    async def main() -> list[str]:
+        held = asyncio.ensure_future(runner.run(first, lambda: "answered", keep=True))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.ensure_future(runner.run(work, lambda: "late")) for work in (slow, _writes("b"))]
+        await asyncio.sleep(0.46)
+        gate.set()
+        return [await held, *[await each for each in rest]]
+
+    answers = asyncio.run(main())
+    time.sleep(0.2)
+
+    # in one batch, "slow" passing its deadline would have given "b" up with it
+    assert answers == ["answered", "late", "b"]
+    assert _names(url) == {"first", "b"}
+    assert "a batch was given up" not in caplog.text

@@ -12,6 +12,7 @@ leg on a small pool of threads of its own after the webhook that asked for it ha
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from app.services import outreach
 from app.twilio import forms, rest
 from app.twilio.dialer import Dialer, dialer_for
 from app.twilio.signature import TwilioForm
-from app.twilio.webhooks import _in_transaction, _quietly, _safe_rollback
+from app.twilio.webhooks import AfterCommit, _in_transaction, _quietly, _safe_rollback
 from ivr import outreach as steps
 from ivr.vocab import CallStatus
 
@@ -172,14 +173,20 @@ def ringer_for(app: FastAPI) -> Ringer:
 
 
 def _voice(
-    db: Session, guard: Guard, decide: Callable[[Session], tuple[steps.Decision, int | None]], ringer: Ringer
+    db: Session,
+    guard: Guard,
+    decide: Callable[[Session], tuple[steps.Decision, int | None]],
+    ringer: Ringer,
+    after: AfterCommit,
 ) -> Response:
     try:
         decision, ring_call = decide(db)
         guard.begin_commit()
         db.commit()
         if decision.ring_participant and ring_call is not None:
-            ringer.ring(ring_call)
+            # once stored: in a batch the commit above only flushes into the batch's
+            # transaction, which may still be given up
+            after.then(functools.partial(ringer.ring, ring_call))
         return _xml(decision)
     except Abandoned:
         _safe_rollback(db)
@@ -201,7 +208,7 @@ async def staff_answered(form: TwilioForm, request: Request) -> Response:
         name = steps.first_name(person.name) if person is not None else None
         return steps.staff_answered(name, _urls(request.app.state.context), room or ""), None
 
-    return await _in_transaction(request, lambda db, ctx, g, d: _voice(db, g, decide, ringer))
+    return await _in_transaction(request, lambda db, ctx, g, d: _voice(db, g, decide, ringer, d))
 
 
 @router.api_route("/staff-answer", methods=["POST", "GET"])
@@ -217,7 +224,7 @@ async def staff_pressed(form: TwilioForm, request: Request) -> Response:
             call.accepted_at = call.accepted_at or _now(request.app.state.context)
         return decision, call.id if call is not None else None
 
-    return await _in_transaction(request, lambda db, ctx, g, d: _voice(db, g, decide, ringer))
+    return await _in_transaction(request, lambda db, ctx, g, d: _voice(db, g, decide, ringer, d))
 
 
 @router.api_route("/participant", methods=["POST", "GET"])
@@ -229,7 +236,7 @@ async def participant_answered(form: TwilioForm, request: Request) -> Response:
         call = outreach.by_room(db, room)
         return steps.participant_answered(room or "", known=call is not None), None
 
-    return await _in_transaction(request, lambda db, ctx, g, d: _voice(db, g, decide, ringer))
+    return await _in_transaction(request, lambda db, ctx, g, d: _voice(db, g, decide, ringer, d))
 
 
 @router.api_route("/status/{leg}", methods=["POST", "GET"])

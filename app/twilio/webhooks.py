@@ -486,33 +486,40 @@ def _handler(step: str) -> Handler:
 # or on the phone line's own threads. Twilio is waiting, and so is a caller.
 
 
-class _AfterCommit(Dialer):
+class AfterCommit(Dialer):
     """The dialer as a step sees it: what it submits goes to the real dialer only once the
-    step's transaction is committed. In a batch (app/deadline.py) the step's own commit()
-    only flushes into the batch's transaction; the partner's phone must not ring for a
-    call that is not stored yet."""
+    step's transaction is committed, and so does whatever else it hands to `then`. In a
+    batch (app/deadline.py) the step's own commit() only flushes into the batch's
+    transaction; the partner's phone must not ring for a call that is not stored yet."""
 
     def __init__(self, dialer: Dialer) -> None:  # no threads of its own: it only holds requests
         self._dialer = dialer
         self.pending: list[Outbound] = []
+        self.later: list[Callable[[], None]] = []
 
     def submit(self, requests: Iterable[Outbound]) -> None:
         self.pending.extend(requests)
 
+    def then(self, action: Callable[[], None]) -> None:
+        self.later.append(action)
+
     def release(self) -> None:
-        self._dialer.submit(self.pending)
+        if self.pending:
+            self._dialer.submit(self.pending)
+        for action in self.later:
+            action()
 
 
 async def _in_transaction(
-    request: Request, work: Callable[[Session, Context, Guard, Dialer], Response], *, quiet: bool = False
+    request: Request, work: Callable[[Session, Context, Guard, AfterCommit], Response], *, quiet: bool = False
 ) -> Response:
     ctx = get_context(request)
     dialer = dialer_for(request.app)
 
     def run(db: Session, guard: Guard) -> tuple[Response, Callable[[], None] | None]:
-        after = _AfterCommit(dialer)
+        after = AfterCommit(dialer)
         response = work(db, ctx, guard, after)
-        return response, after.release if after.pending else None
+        return response, after.release if after.pending or after.later else None
 
     def too_late() -> Response:
         if quiet:
