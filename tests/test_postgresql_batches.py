@@ -330,23 +330,24 @@ def test_the_kept_driver_cursor_is_used_again_and_survives_a_failed_statement_an
     engine = make_engine(url, PHONE_LINE)
     with engine.connect() as conn:
         conn.begin()
-        with driver_cursor(conn) as first:
-            first.execute("INSERT INTO note (name) VALUES ('a')")
-        with driver_cursor(conn) as again:
-            assert again is first
-            with pytest.raises(Exception, match="duplicate key"):
-                again.execute("INSERT INTO note (name) VALUES ('a')")
+        first, owned = driver_cursor(conn)
+        assert not owned  # kept with the connection: nobody closes it
+        first.execute("INSERT INTO note (name) VALUES ('a')")
+        again, _ = driver_cursor(conn)
+        assert again is first
+        with pytest.raises(Exception, match="duplicate key"):
+            again.execute("INSERT INTO note (name) VALUES ('a')")
         conn.rollback()
         conn.begin()
-        with driver_cursor(conn) as after_failure:
-            after_failure.execute("SELECT count(*) FROM note")
-            assert after_failure.fetchone() == (0,)  # the insert was rolled back with it
+        after_failure, _ = driver_cursor(conn)
+        after_failure.execute("SELECT count(*) FROM note")
+        assert after_failure.fetchone() == (0,)  # the insert was rolled back with it
         conn.invalidate()  # the driver's connection is gone: a new one, and a new cursor
         conn.rollback()
-        with driver_cursor(conn) as fresh:
-            assert fresh is not first
-            fresh.execute("SELECT 1")
-            assert fresh.fetchone() == (1,)
+        fresh, _ = driver_cursor(conn)
+        assert fresh is not first
+        fresh.execute("SELECT 1")
+        assert fresh.fetchone() == (1,)
     engine.dispose()
 
 

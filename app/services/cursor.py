@@ -88,12 +88,16 @@ class OnCursor:
             value = values[name]
             if value is not None:  # NULL is NULL
                 values[name] = process(value)
-        with driver_cursor(conn) as cursor:
+        cursor, owned = driver_cursor(conn)
+        try:
             if compiled.positional:
                 cursor.execute(compiled.sql, [values[name] for name in compiled.names])
             else:
                 cursor.execute(compiled.sql, {name: values[name] for name in compiled.names})
             return read(cursor), compiled
+        finally:
+            if owned:
+                cursor.close()
 
     def first(self, db: Session, given: Mapping[str, Any]) -> tuple[Any, ...] | None:
         raw, compiled = self._execute(db, given, _one)

@@ -279,7 +279,8 @@ def known_caller(
         return None
     indexes = blind_indexes(vault, e164)
     sql = _statements(db.get_bind().dialect)
-    with driver_cursor(statement_connection(db)) as cursor:
+    cursor, owned = driver_cursor(statement_connection(db))
+    try:
         row = sql.caller.run(
             cursor,
             {
@@ -290,6 +291,9 @@ def known_caller(
                 "exclude": -1,  # this call has no row yet
             },
         )
+    finally:
+        if owned:
+            cursor.close()
     if row is None or row[14] is not None or row[5] != ParticipantStatus.ACTIVE:
         return None  # unknown or withdrawn caller, or a repeated webhook: the general path
     (me_id, me_name, me_zone, me_quiet, me_lang, _, pair_id, pair_open) = row[:8]
@@ -341,8 +345,12 @@ def write_call(db: Session, call: Call, outbound: list[Outbound]) -> list[Outbou
     # not through 36 instrumented attribute reads
     state = call.__dict__
     values = {key: state.get(key) for key in _COLUMNS}
-    with driver_cursor(statement_connection(db)) as cursor:
+    cursor, owned = driver_cursor(statement_connection(db))
+    try:
         call_id = _statements(db.get_bind().dialect).insert.made(cursor, values)
+    finally:
+        if owned:
+            cursor.close()
     if call_id is None:
         return None
     return [
