@@ -402,10 +402,15 @@ class DeadlineRunner:
     def shutdown(self) -> None:
         with self._starting:
             self._stopped.set()
-        for _ in self._threads:
-            self._queue.put(None)
+        # the batches first: a batch given up as the service stops sends its webhooks to
+        # the threads below, which must still be there to run them (a callback's work
+        # must not be lost)
         for _ in self._batchers:
             self._batches.put(None)
+        for thread in self._batchers:
+            thread.join(timeout=self.deadline_seconds)
+        for _ in self._threads:
+            self._queue.put(None)
         if self._committer is not None:
             # a COMMIT under way finishes before its connection is closed
             self._committer.shutdown(wait=True)
@@ -413,8 +418,6 @@ class DeadlineRunner:
             self._drop()
             self.engine.dispose()
         if self._batch_engine is not None:
-            for thread in self._batchers:  # a batch under way finishes before its engine goes
-                thread.join(timeout=self.deadline_seconds)
             self._batch_engine.dispose()
 
     def _answered_early(self, fallback: Callable[[], T]) -> T:

@@ -406,3 +406,28 @@ def test_a_webhook_near_its_deadline_runs_alone_instead_of_giving_its_batch_up(
     assert answers == ["answered", "late", "b"]
     assert _names(url) == {"first", "b"}
     assert "a batch was given up" not in caplog.text
+
+
+def test_a_callback_whose_batch_fails_while_the_service_stops_is_still_stored(
+    runner: DeadlineRunner, url: str
+) -> None:
+    gate = threading.Event()
+    callback = _writes("callback", before=lambda: gate.wait(5))
+    stopping = threading.Thread(target=runner.shutdown)
+
+    async def main() -> list[str]:
+        answers = [
+            asyncio.ensure_future(runner.run(callback, lambda: "empty response", keep=True)),
+            asyncio.ensure_future(runner.run(_writes("bad", fails=True), lambda: "late")),
+        ]
+        await asyncio.sleep(0.1)  # both in one batch, the callback holding it
+        stopping.start()  # the service stops while the batch runs
+        await asyncio.sleep(0.1)
+        gate.set()  # "bad" then fails: the batch is given up, the callback runs again alone
+        return [await each for each in answers]
+
+    answers = asyncio.run(main())
+    stopping.join(5)
+
+    assert answers == ["callback", "apology"]
+    assert _names(url) == {"callback"}
