@@ -59,7 +59,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -162,37 +162,30 @@ Work = Callable[[Session, Guard], tuple[T, Callable[[], None] | None]]
 
 @dataclass(eq=False)
 class _Item(Generic[T]):
+    """A webhook's work in line for a thread. Its answer is set in the event loop, a
+    batch's answers with one wake-up of the loop (a wake-up per answer, and asyncio's
+    wrapping of a thread's future, cost the loop more than reading the next request)."""
+
     work: Work[T]
     guard: Guard
     context: contextvars.Context
-    future: Future[T] = field(default_factory=Future)
-    after: Callable[[], None] | None = None
-    # batch mode: the answer is set in the event loop, a batch's answers with one wake-up
-    # of the loop (a wake-up per answer, and asyncio's wrapping of a thread's future,
-    # cost the loop more than reading the next request)
-    answer: asyncio.Future[T] | None = None
-    loop: asyncio.AbstractEventLoop | None = None
+    answer: asyncio.Future[T]
+    loop: asyncio.AbstractEventLoop
     kept: bool = False  # a callback: its work counts even after its answer has gone
-    due: float = float("inf")  # batch mode: its deadline (time.monotonic)
+    due: float = float("inf")  # its deadline (time.monotonic)
     alone: bool = False  # batch mode: handed to the phone line's threads to run alone
 
     @property
     def answered(self) -> bool:
-        return self.answer.done() if self.answer is not None else self.future.done()
+        return self.answer.done()
 
     def settle(self, value: T) -> None:
         """From a thread: the work's answer."""
-        if self.loop is not None:
-            _from_thread(self.loop, [(self, value, None)])
-        else:
-            self.future.set_result(value)
+        _from_thread(self.loop, [(self, value, None)])
 
     def fail(self, exc: BaseException) -> None:
         """From a thread: the work could not answer."""
-        if self.loop is not None:
-            _from_thread(self.loop, [(self, None, exc)])
-        elif not self.future.done():
-            self.future.set_exception(exc)
+        _from_thread(self.loop, [(self, None, exc)])
 
 
 _Outcome = tuple[_Item[Any], Any, BaseException | None]
@@ -209,7 +202,9 @@ def _answer_all(outcomes: list[_Outcome]) -> None:
     """In the loop: each answer that has not gone back yet (the fallback may have)."""
     for item, value, exc in outcomes:
         answer = item.answer
-        if answer is None or answer.done():
+        if answer.done():
+            if exc is not None:  # its answer went back without it: expected, and handled
+                log.debug("abandoned webhook work ended with %s", type(exc).__name__)
             continue
         if exc is None:
             answer.set_result(value)
@@ -368,36 +363,7 @@ class DeadlineRunner:
         remaining = max(0.05, self.deadline_seconds - (time.monotonic() - started))
         if self.mode in ("inline", "group"):
             return await self._inline(work, fallback, started, remaining, keep)
-        if self.mode == "batch":
-            return await self._batched(work, fallback, started, remaining, keep)
-        # the request's context goes along: its log lines keep the call's request id
-        item: _Item[T] = _Item(work, Guard(), contextvars.copy_context())
-        self._queue.put(item)
-        future = asyncio.wrap_future(item.future)
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), remaining)
-        except TimeoutError:
-            if keep:
-                future.add_done_callback(_retrieve)
-                return self._answered_early(fallback)
-        except Exception:
-            # the work could not even answer for itself (its transaction failed): nothing
-            # of it is stored, and the caller hears the apology
-            log.warning("a webhook's transaction failed; the caller hears the apology")
-            return fallback()
-        if not item.guard.abandon():
-            try:
-                return await asyncio.wait_for(asyncio.shield(future), COMMIT_GRACE_SECONDS)
-            except TimeoutError:
-                if not item.guard.too_late():
-                    return await future  # stored: its answer is being set
-                log.error("a webhook's commit outlasted its grace; the caller hears the apology")
-            except Exception:
-                log.warning("a webhook's transaction failed; the caller hears the apology")
-                return fallback()
-        future.add_done_callback(_retrieve)
-        self._missed(started)
-        return fallback()
+        return await self._off_loop(work, fallback, started, remaining, keep)
 
     def shutdown(self) -> None:
         with self._starting:
@@ -771,13 +737,14 @@ class DeadlineRunner:
             except Exception:
                 log.debug("WAL checkpoint skipped", exc_info=True)
 
-    # ------------------------------------------------------------ PostgreSQL's batches
+    # ------------------------------------------------------------ off the loop: batches, threads
 
-    async def _batched(
+    async def _off_loop(
         self, work: Work[T], fallback: Callable[[], T], started: float, remaining: float, keep: bool
     ) -> T:
-        """As the threads' path in `run`, with timers in place of asyncio's wrapping and
-        waiting (on the path of every webhook, they cost the loop less)."""
+        """The work in line for the batch threads (`batch`) or the phone line's threads
+        (`threads`), its answer awaited under timers (asyncio's wrapping of a thread's future
+        and its waiting cost the loop more, on the path of every webhook)."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[T] = loop.create_future()
         item: _Item[T] = _Item(
@@ -789,11 +756,11 @@ class DeadlineRunner:
             kept=keep,
             due=time.monotonic() + remaining,
         )
-        self._batches.put(item)
+        (self._batches if self.mode == "batch" else self._queue).put(item)
         # a context of the request's own for the timer: a context is entered by one thread
         # at a time, and the work's may be entered on the batch thread just then
         due = loop.call_later(
-            remaining, self._batch_due, item, fallback, started, keep, context=contextvars.copy_context()
+            remaining, self._off_loop_due, item, fallback, started, keep, context=contextvars.copy_context()
         )
         try:
             return await answer
@@ -805,12 +772,12 @@ class DeadlineRunner:
         finally:
             due.cancel()
 
-    def _batch_due(self, item: _Item[T], fallback: Callable[[], T], started: float, keep: bool) -> None:
+    def _off_loop_due(self, item: _Item[T], fallback: Callable[[], T], started: float, keep: bool) -> None:
         """The deadline has passed (in the webhook's own context): a callback is answered
         and its work goes on; a webhook not being committed never runs; one being
         committed is given a short grace."""
         answer = item.answer
-        if answer is None or answer.done():
+        if answer.done():
             return
         if keep:
             answer.set_result(self._answered_early(fallback))
@@ -818,14 +785,13 @@ class DeadlineRunner:
             self._missed(started)
             answer.set_result(fallback())
         else:
-            assert item.loop is not None  # a batch item has its loop
             grace = contextvars.copy_context()
-            later = self._batch_grace
+            later = self._off_loop_grace
             item.loop.call_later(COMMIT_GRACE_SECONDS, later, item, fallback, started, context=grace)
 
-    def _batch_grace(self, item: _Item[T], fallback: Callable[[], T], started: float) -> None:
+    def _off_loop_grace(self, item: _Item[T], fallback: Callable[[], T], started: float) -> None:
         answer = item.answer
-        if answer is None or answer.done() or not item.guard.too_late():
+        if answer.done() or not item.guard.too_late():
             return  # answered, or stored with its answer on the way to the loop
         log.error("a webhook's commit outlasted its grace; the caller hears the apology")
         self._missed(started)
@@ -903,7 +869,6 @@ class DeadlineRunner:
             _after_commit(item, after)
             outcomes.append((item, value, None))
         if outcomes:
-            assert outcomes[0][0].loop is not None  # batch items have their loop
             _from_thread(outcomes[0][0].loop, outcomes)
 
     def _batch_failed(self, conn: Connection | None, batch: list[_Item[Any]]) -> None:
@@ -992,9 +957,3 @@ def _close(db: Session) -> None:
 def _locked(exc: OperationalError) -> bool:
     text = str(exc.orig).lower()
     return "locked" in text or "busy" in text
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    # an abandoned worker's outcome (often Abandoned itself) is expected and already handled
-    if not future.cancelled() and future.exception() is not None:
-        log.debug("abandoned webhook work ended with %s", type(future.exception()).__name__)
