@@ -30,6 +30,8 @@ from app.twilio import fast
 from app.twilio.dialer import dialer_for
 from ivr.vocab import CallKind, Outcome
 from tests.conftest import ANA, BEA, FakeClock, Programme
+from tests.line_work import stored_names as _names
+from tests.line_work import writes as _writes
 
 ROOM = re.compile(r"room-[0-9a-f]{24}")
 # what differs between two calls by construction: their own ids, SIDs, rooms and index
@@ -180,27 +182,6 @@ def _behind_a_held_lock(
     other = sqlite3.connect(f"{tmp_path}/line.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     return engine, runner, other
-
-
-def _names(engine: Engine) -> set[str]:
-    with engine.begin() as conn:
-        return {row[0] for row in conn.execute(text("SELECT name FROM note"))}
-
-
-def _writes(name: str, *, fails: bool = False) -> Callable[[Session, Guard], tuple[str, None]]:
-    def work(db: Session, guard: Guard) -> tuple[str, None]:
-        try:
-            db.execute(text("INSERT INTO note (name) VALUES (:n)"), {"n": name})
-            if fails:
-                raise RuntimeError("this webhook fails after writing")
-            guard.begin_commit()
-            db.commit()
-            return name, None
-        except Exception:
-            db.rollback()
-            return "apology", None
-
-    return work
 
 
 def test_a_group_commit_stores_every_webhook_but_the_one_that_failed(tmp_path: Path) -> None:

@@ -13,12 +13,13 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session
 
 from app.db import PHONE_LINE, PHONE_LINE_BATCH, driver_cursor, make_engine
-from app.deadline import COMMIT_GRACE_SECONDS, Abandoned, DeadlineRunner, Guard
+from app.deadline import COMMIT_GRACE_SECONDS, DeadlineRunner, Guard
 from tests.conftest import PG_URL, new_pg_database
+from tests.line_work import Work
+from tests.line_work import stored_names as _names
+from tests.line_work import writes as _writes
 
 pytestmark = pytest.mark.skipif(not PG_URL, reason="TEST_DATABASE_URL not set")
-
-Work = Callable[[Session, Guard], tuple[str, None]]
 
 
 @pytest.fixture
@@ -44,38 +45,6 @@ def runner(url: str) -> Iterator[DeadlineRunner]:
     yield runner
     runner.shutdown()
     runner.engine.dispose()
-
-
-def _names(url: str) -> set[str]:
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        names = {row[0] for row in conn.execute(text("SELECT name FROM note"))}
-    engine.dispose()
-    return names
-
-
-def _writes(name: str, *, fails: bool = False, before: Callable[[], object] | None = None) -> Work:
-    """A webhook's work as the webhooks write it: write, commit, answer; its own apology
-    if anything fails; nothing at all once its answer has gone (Abandoned)."""
-
-    def work(db: Session, guard: Guard) -> tuple[str, None]:
-        try:
-            if before is not None:
-                before()
-            db.execute(text("INSERT INTO note (name) VALUES (:n)"), {"n": name})
-            if fails:
-                raise RuntimeError("this webhook fails after writing")
-            guard.begin_commit()
-            db.commit()
-            return name, None
-        except Abandoned:
-            db.rollback()
-            raise
-        except Exception:
-            db.rollback()
-            return "apology", None
-
-    return work
 
 
 def _commits(runner: DeadlineRunner) -> list[str]:
