@@ -16,7 +16,6 @@ from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, case, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 import ivr.flow as flow
@@ -36,6 +35,7 @@ from app.services.cursor import OnCursor
 from app.services.outbound import EndLeg, Outbound, PlacePartnerLeg, RedirectLeg
 from app.services.participants import quiet_hours_of, stored_quiet_hours
 from app.services.policy import Policy
+from app.services.upsert import NewRow
 from app.twilio.forms import ConferenceCallback, Recording, StatusCallback
 from ivr.vocab import (
     TERMINAL,
@@ -361,37 +361,16 @@ _EVENTS = OnCursor(
 
 # ---------------------------------------------------------------- INSERT ... ON CONFLICT DO NOTHING
 #
-# Built once per dialect with a parameter for every column (app/services/upsert.py builds
-# its statement anew for each row): callbacks repeat, and these run on most of them.
+# Built once per dialect with a parameter for every column: callbacks repeat, and these
+# run on most of them.
 
 
-class _Upsert:
-    """The statement for each dialect. On PostgreSQL it returns the new row's id, which
-    says whether a row was made; on SQLite the cursor's row count says it, and RETURNING
-    (an ephemeral table for the rows it returns) would cost as much as the INSERT."""
-
-    def __init__(self, table: Any, columns: list[str], keys: list[str]) -> None:
-        self.columns = columns
-        self.by_dialect: dict[str, OnCursor] = {}
-        for name, builder in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert)):
-            insert = (
-                builder(table)
-                .values({column: bindparam(column) for column in columns})
-                .on_conflict_do_nothing(index_elements=keys)
-            )
-            returning = insert.returning(table.c.id) if name == "postgresql" else insert
-            self.by_dialect[name] = OnCursor(returning, *columns)
+def _inserted(db: Session, row: NewRow, values: dict[str, Any]) -> bool:
+    """True when the row is new."""
+    return row.made(db, values) is not None
 
 
-def _inserted(db: Session, upsert: _Upsert, values: dict[str, Any]) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING: True when the row is new."""
-    name = db.get_bind().dialect.name
-    if name == "sqlite":
-        return upsert.by_dialect[name].count(db, values) == 1
-    return upsert.by_dialect[name].first(db, values) is not None
-
-
-_NEW_CALL = _Upsert(
+_NEW_CALL = NewRow(
     Call.__table__,
     [
         "twilio_call_sid",
@@ -405,14 +384,14 @@ _NEW_CALL = _Upsert(
     ],
     ["twilio_call_sid"],
 )
-_NEW_REMINDER_CALL = _Upsert(
+_NEW_REMINDER_CALL = NewRow(
     Call.__table__,
     [*_NEW_CALL.columns, "reminder_id", "pair_id", "initiator_id"],
     ["twilio_call_sid"],
 )
 _EVENT_KEY = ["call_id", "conference_sid", "participant_sid", "event", "at"]
-_NEW_EVENT = _Upsert(ConferenceEvent.__table__, [*_EVENT_KEY, "sequence_number", "received_at"], _EVENT_KEY)
-_NEW_MESSAGE = _Upsert(
+_NEW_EVENT = NewRow(ConferenceEvent.__table__, [*_EVENT_KEY, "sequence_number", "received_at"], _EVENT_KEY)
+_NEW_MESSAGE = NewRow(
     CareTeamMessage.__table__,
     ["recording_sid", "participant_id", "call_id", "recording_url", "duration_seconds", "received_at"],
     ["recording_sid"],

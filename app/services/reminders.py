@@ -15,16 +15,16 @@ Placing the calls is the sweep's part: app/services/sweep.py.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Executable, and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from app.models import AttentionFlag, Call, Pair, Participant, Reminder
 from app.services.cursor import OnCursor
 from app.services.engagement import REMINDER_BRIDGED
 from app.services.policy import Policy
+from app.services.upsert import insert_new
 from ivr import reminders as policy_rules
 from ivr.vocab import CallKind, CallStatus, EndReason, ParticipantStatus, ReminderState
 
@@ -270,30 +270,15 @@ def _flag(db: Session, pairs: dict[int, Pair], periods: dict[int, datetime], now
     return _insert_new(db, _NEW_FLAGS, rows)
 
 
-class _Upsert:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once for each dialect: a
-    statement built for each sweep's rows (upsert.insert_ignore_many) cost more to build
-    than to run."""
-
-    def __init__(self, table: Any, columns: list[str], keys: list[str]) -> None:
-        self.by_dialect: dict[str, Executable] = {
-            name: builder(table)
-            .values({column: bindparam(column) for column in columns})
-            .on_conflict_do_nothing(index_elements=keys)
-            .returning(table.c.id)
-            for name, builder in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
-        }
-
-
-def _insert_new(db: Session, upsert: _Upsert, rows: list[dict[str, object]]) -> int:
+def _insert_new(db: Session, upsert: dict[str, Insert], rows: list[dict[str, object]]) -> int:
     """Insert the rows that are not there yet (one statement for many rows); how many were new."""
     if not rows:
         return 0
-    statement = upsert.by_dialect[db.get_bind().dialect.name]
+    statement = upsert[db.get_bind().dialect.name]
     return len(db.connection().execute(statement, rows).all())
 
 
-_NEW_REMINDERS = _Upsert(
+_NEW_REMINDERS = insert_new(
     Reminder.__table__,
     [
         "participant_id",
@@ -307,6 +292,6 @@ _NEW_REMINDERS = _Upsert(
     ],
     ["participant_id", "period_start"],
 )
-_NEW_FLAGS = _Upsert(
+_NEW_FLAGS = insert_new(
     AttentionFlag.__table__, ["pair_id", "period_start", "reason", "raised_at"], ["pair_id", "period_start"]
 )

@@ -32,25 +32,23 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
 
 import phonenumbers
-from sqlalchemy import BindParameter, Dialect, Select, bindparam, case, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import BindParameter, Select, bindparam, case, select
 from sqlalchemy.orm import Session, aliased
-from sqlalchemy.sql import Executable
 from sqlalchemy.sql.visitors import replacement_traverse
 
 import ivr.flow as flow
 from app.crypto import PhoneVault
-from app.db import driver_cursor, statement_connection
 from app.models import Call, Pair, Participant
 from app.services import calls
+from app.services.cursor import OnCursor
 from app.services.outbound import Outbound, PlacePartnerLeg
 from app.services.participants import stored_quiet_hours
+from app.services.upsert import NewRow
 from ivr.phone import is_withheld, try_normalise
 from ivr.vocab import CallKind, Language, Outcome, ParticipantStatus
 
@@ -97,54 +95,6 @@ blind_indexes = _Indexes()
 
 
 # ---------------------------------------------------------------- statements, compiled once
-
-
-class Prepared:
-    """A Core statement compiled once for one dialect, run on the driver's cursor.
-
-    Parameters go through the columns' own bind processing (aware UTC datetimes,
-    vocabulary values), so what is written is exactly what the ORM would write.
-    """
-
-    def __init__(self, statement: Executable, dialect: Dialect, given: Sequence[str]) -> None:
-        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
-        self.returning = bool(compiled.effective_returning)
-        # the lists of constants (`outcome IN (...)`) are expanded once, into plain parameters
-        state = compiled.construct_expanded_state(dict.fromkeys(given))
-        self.sql: str = state.statement
-        self.names: Sequence[str] | None = list(state.positiontup) if compiled.positional else None
-        # the columns' own bind processing (aware UTC datetimes, vocabulary values); the
-        # compiler's processors are not public API: tests/test_fast_path.py compares every
-        # column written here with what the ORM writes
-        processors = {**compiled._bind_processors, **state.processors}
-        self.constants = {
-            k: processors[k](v) if k in processors else v
-            for k, v in state.parameters.items()
-            if k not in given
-        }
-        self.processors: Mapping[str, Any] = {k: p for k, p in processors.items() if k in given}
-
-    def params(self, given: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
-        values = {**self.constants, **given}
-        for name, process in self.processors.items():
-            value = values[name]
-            if value is not None:  # NULL is NULL: most of a new call's times are not set yet
-                values[name] = process(value)
-        return [values[name] for name in self.names] if self.names is not None else values
-
-    def run(self, cursor: Any, given: Mapping[str, Any]) -> Any:
-        """The statement's first row."""
-        cursor.execute(self.sql, self.params(given))
-        return cursor.fetchone()
-
-    def made(self, cursor: Any, given: Mapping[str, Any]) -> int | None:
-        """An `INSERT`: the id of the row it made, None when it made none (a conflict)."""
-        cursor.execute(self.sql, self.params(given))
-        if self.returning:
-            row = cursor.fetchone()
-            return None if row is None else int(row[0])
-        return int(cursor.lastrowid) if cursor.rowcount == 1 else None
-
 
 _me, _other, _pair = aliased(Participant), aliased(Participant), aliased(Pair)
 
@@ -211,35 +161,11 @@ _CALLER = (
 _COLUMNS = [column.key for column in Call.__table__.columns if column.key != "id"]
 
 
-def _insert(dialect: Dialect) -> Executable:
-    builder = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
-    insert = (
-        builder(Call)
-        .values({key: bindparam(key) for key in _COLUMNS})
-        .on_conflict_do_nothing(index_elements=["twilio_call_sid"])
-    )
-    # PostgreSQL's driver says nothing of the row it made unless asked; SQLite's cursor
-    # does, and its RETURNING cost as much again as the INSERT (an ephemeral table)
-    return insert.returning(Call.id) if dialect.name == "postgresql" else insert
-
-
-@dataclasses.dataclass(frozen=True)
-class _Statements:
-    caller: Prepared
-    insert: Prepared
-
-
-_compiled: dict[str, _Statements] = {}
-
-
-def _statements(dialect: Dialect) -> _Statements:
-    found = _compiled.get(dialect.name)
-    if found is None:
-        found = _compiled[dialect.name] = _Statements(
-            Prepared(_CALLER, dialect, ("sid", "index", "previous", "after", "exclude")),
-            Prepared(_insert(dialect), dialect, _COLUMNS),
-        )
-    return found
+# run on the driver's cursor (app/services/cursor.py), compiled once per dialect with the
+# columns' own bind processing: what is written is exactly what the ORM would write
+# (tests/test_fast_path.py compares every column)
+_READ_CALLER = OnCursor(_CALLER, "sid", "index", "previous", "after", "exclude")
+_CALL_ROW = NewRow(Call.__table__, _COLUMNS, ["twilio_call_sid"])
 
 
 # ---------------------------------------------------------------- the inbound call
@@ -278,22 +204,16 @@ def known_caller(
     if e164 is None:
         return None
     indexes = blind_indexes(vault, e164)
-    sql = _statements(db.get_bind().dialect)
-    cursor, owned = driver_cursor(statement_connection(db))
-    try:
-        row = sql.caller.run(
-            cursor,
-            {
-                "sid": sid,
-                "index": indexes[0],
-                "previous": indexes[-1],
-                "after": now - calls.LIVE_AT_MOST,
-                "exclude": -1,  # this call has no row yet
-            },
-        )
-    finally:
-        if owned:
-            cursor.close()
+    row = _READ_CALLER.first_as_stored(
+        db,
+        {
+            "sid": sid,
+            "index": indexes[0],
+            "previous": indexes[-1],
+            "after": now - calls.LIVE_AT_MOST,
+            "exclude": -1,  # this call has no row yet
+        },
+    )
     if row is None or row[14] is not None or row[5] != ParticipantStatus.ACTIVE:
         return None  # unknown or withdrawn caller, or a repeated webhook: the general path
     (me_id, me_name, me_zone, me_quiet, me_lang, _, pair_id, pair_open) = row[:8]
@@ -345,12 +265,7 @@ def write_call(db: Session, call: Call, outbound: list[Outbound]) -> list[Outbou
     # not through 36 instrumented attribute reads
     state = call.__dict__
     values = {key: state.get(key) for key in _COLUMNS}
-    cursor, owned = driver_cursor(statement_connection(db))
-    try:
-        call_id = _statements(db.get_bind().dialect).insert.made(cursor, values)
-    finally:
-        if owned:
-            cursor.close()
+    call_id = _CALL_ROW.made(db, values)
     if call_id is None:
         return None
     return [
