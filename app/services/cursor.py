@@ -110,11 +110,12 @@ class OnCursor:
         as they are (app/twilio/fast.py: seventeen columns' processing cost more than
         the few it needs)."""
         raw, _ = self._execute(db, given, _one)
-        return cast(Sequence[Any] | None, raw)
+        return cast("Sequence[Any] | None", raw)
 
     def made(self, db: Session, given: Mapping[str, Any]) -> int | None:
         """An `INSERT`: the id of the row it made, None when it made none (a conflict).
-        On PostgreSQL the statement returns the id; SQLite's cursor tells it."""
+        On PostgreSQL the statement must return the id (`RETURNING id`: psycopg's cursor
+        does not tell it); SQLite's cursor tells it (app/services/upsert.NewRow)."""
         made, _ = self._execute(db, given, _made)
         return made
 

@@ -270,11 +270,11 @@ def _flag(db: Session, pairs: dict[int, Pair], periods: dict[int, datetime], now
     return _insert_new(db, _NEW_FLAGS, rows)
 
 
-def _insert_new(db: Session, upsert: dict[str, Insert], rows: list[dict[str, object]]) -> int:
+def _insert_new(db: Session, statements: dict[str, Insert], rows: list[dict[str, object]]) -> int:
     """Insert the rows that are not there yet (one statement for many rows); how many were new."""
     if not rows:
         return 0
-    statement = upsert[db.get_bind().dialect.name]
+    statement = statements[db.get_bind().dialect.name]
     return len(db.connection().execute(statement, rows).all())
 
 

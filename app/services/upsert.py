@@ -1,4 +1,5 @@
-"""INSERT ... ON CONFLICT DO NOTHING on both databases, for callbacks that repeat."""
+"""INSERT ... ON CONFLICT DO NOTHING on both databases: a row written once however often
+its callback, sweep or send comes."""
 
 from __future__ import annotations
 
