@@ -58,10 +58,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import OperationalError
@@ -188,6 +188,19 @@ class _Item(Generic[T]):
         _from_thread(self.loop, [(self, None, exc)])
 
 
+class ReadAhead(Protocol):
+    """Reads a batch's webhooks would each make in turn, made at once before the batch
+    runs (app/twilio/fast.py: a surge's known callers, one round trip for all)."""
+
+    def before(self, conn: Connection, contexts: Sequence[contextvars.Context]) -> None: ...
+
+    def after_each(self, conn: Connection) -> None:
+        """A webhook of the batch has run (its work is in the batch's transaction)."""
+
+    def after(self, conn: Connection) -> None:
+        """The batch is over, committed or not."""
+
+
 _Outcome = tuple[_Item[Any], Any, BaseException | None]
 
 
@@ -291,6 +304,8 @@ class DeadlineRunner:
         self._batches: queue.SimpleQueue[_Item[Any] | None] = queue.SimpleQueue()
         self._batch_engine = batch_engine
         self._batch_threads = batch_threads if mode == "batch" else 0
+        # reads the batch's webhooks would each make, made together before it runs
+        self.read_ahead: ReadAhead | None = None
         self._batchers: list[threading.Thread] = []
         self._committing: set[int] = set()  # the webhooks whose COMMIT is under way
         self._threads: list[threading.Thread] = []
@@ -841,7 +856,10 @@ class DeadlineRunner:
         transaction = conn.begin()
         done: list[tuple[_Item[Any], Any, Callable[[], None] | None]] = []
         conn.info[_IN_BATCH] = True
+        ahead = self.read_ahead
         try:
+            if ahead is not None:
+                ahead.before(conn, [item.context for item in batch])
             for item in batch:
                 if item.guard.abandoned:
                     continue  # its answer went back while it waited in the batch: it never runs
@@ -861,8 +879,12 @@ class DeadlineRunner:
                 if conn.get_transaction() is not transaction or not transaction.is_active:
                     raise BatchClosed("a webhook ended the batch's transaction")
                 done.append((item, value, after))
+                if ahead is not None:
+                    ahead.after_each(conn)
         finally:
             conn.info[_IN_BATCH] = False
+            if ahead is not None:
+                ahead.after(conn)
         conn.commit()
         outcomes: list[_Outcome] = []
         for item, value, after in done:

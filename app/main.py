@@ -37,6 +37,7 @@ from app.services.policy import Policy
 from app.services.staff import Locked, TokenMaker
 from app.settings import Settings, get_settings
 from app.twilio import fallback as twilio_fallback
+from app.twilio import fast
 from app.twilio import outreach as twilio_outreach
 from app.twilio import webhooks as twilio_webhooks
 from app.twilio.fallback import apology_twiml
@@ -208,6 +209,8 @@ def create_app(settings: Settings | None = None, **engine_kwargs: Any) -> FastAP
     app.state.deadline = DeadlineRunner.for_engine(
         phone_engine, settings.database_url, synchronous=sync, **engine_kwargs
     )
+    if app.state.deadline.mode == "batch":
+        app.state.deadline.read_ahead = fast.READ_AHEAD
     app.state.probe = ThreadPoolExecutor(max_workers=2, thread_name_prefix="readyz")
     app.state.ready_probe = None
     app.state.context = Context(

@@ -28,7 +28,7 @@ R = TypeVar("R")
 
 
 @dataclass(frozen=True)
-class _Compiled:
+class Compiled:
     sql: str
     names: Sequence[str]  # the statement's parameters (in order, for SQLite's positional style)
     positional: bool
@@ -36,6 +36,17 @@ class _Compiled:
     binds: Mapping[str, Any]
     results: tuple[Any, ...]
     returning: bool
+
+    def parameters(self, given: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
+        """The driver's parameters: the constants and the given values, bind-processed."""
+        values = {**self.constants, **given}
+        for name, process in self.binds.items():
+            value = values[name]
+            if value is not None:  # NULL is NULL
+                values[name] = process(value)
+        if self.positional:
+            return [values[name] for name in self.names]
+        return values  # psycopg takes the names it needs from the mapping
 
     def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
         return tuple(
@@ -50,9 +61,9 @@ class OnCursor:
     def __init__(self, statement: Executable, *given: str) -> None:
         self.statement = statement
         self.given = given
-        self._by_dialect: dict[str, _Compiled] = {}
+        self._by_dialect: dict[str, Compiled] = {}
 
-    def _compiled(self, dialect: Dialect) -> _Compiled:
+    def compiled(self, dialect: Dialect) -> Compiled:
         found = self._by_dialect.get(dialect.name)
         if found is None:
             compiled = self.statement.compile(dialect=dialect)  # type: ignore[attr-defined]
@@ -62,7 +73,7 @@ class OnCursor:
             # compares what is written and read this way with the ORM
             processors = {**compiled._bind_processors, **state.processors}
             columns = getattr(self.statement, "exported_columns", ())
-            found = self._by_dialect[dialect.name] = _Compiled(
+            found = self._by_dialect[dialect.name] = Compiled(
                 sql=state.statement,
                 names=list(state.positiontup) if compiled.positional else list(state.parameters),
                 positional=bool(compiled.positional),
@@ -80,22 +91,14 @@ class OnCursor:
         return found
 
     def _execute(
-        self, db: Session, given: Mapping[str, Any], read: Callable[[Any, _Compiled], R]
-    ) -> tuple[R, _Compiled]:
+        self, db: Session, given: Mapping[str, Any], read: Callable[[Any, Compiled], R]
+    ) -> tuple[R, Compiled]:
         """The statement run, and what `read` takes from its cursor."""
         conn = statement_connection(db)
-        compiled = self._compiled(conn.dialect)
-        values = {**compiled.constants, **given}
-        for name, process in compiled.binds.items():
-            value = values[name]
-            if value is not None:  # NULL is NULL
-                values[name] = process(value)
+        compiled = self.compiled(conn.dialect)
         cursor, owned = driver_cursor(conn)
         try:
-            if compiled.positional:
-                cursor.execute(compiled.sql, [values[name] for name in compiled.names])
-            else:  # psycopg takes the names it needs from the mapping
-                cursor.execute(compiled.sql, values)
+            cursor.execute(compiled.sql, compiled.parameters(given))
             return read(cursor, compiled), compiled
         finally:
             if owned:
@@ -129,19 +132,19 @@ class OnCursor:
         return changed
 
 
-def _one(cursor: Any, _: _Compiled) -> Any:
+def _one(cursor: Any, _: Compiled) -> Any:
     return cursor.fetchone()
 
 
-def _every(cursor: Any, _: _Compiled) -> list[Any]:
+def _every(cursor: Any, _: Compiled) -> list[Any]:
     return list(cursor.fetchall())
 
 
-def _changed(cursor: Any, _: _Compiled) -> int:
+def _changed(cursor: Any, _: Compiled) -> int:
     return int(cursor.rowcount)
 
 
-def _made(cursor: Any, compiled: _Compiled) -> int | None:
+def _made(cursor: Any, compiled: Compiled) -> int | None:
     if compiled.returning:  # RETURNING id
         row = cursor.fetchone()
         return None if row is None else int(row[0])

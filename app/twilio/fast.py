@@ -29,9 +29,11 @@ index (an HMAC). The memo lives in this process's memory only, like the request 
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, cast
@@ -43,6 +45,7 @@ from sqlalchemy.sql.visitors import replacement_traverse
 
 import ivr.flow as flow
 from app.crypto import PhoneVault
+from app.db import statement_connection
 from app.models import Call, Pair, Participant
 from app.services import calls
 from app.services.cursor import OnCursor
@@ -204,16 +207,12 @@ def known_caller(
     if e164 is None:
         return None
     indexes = blind_indexes(vault, e164)
-    row = _READ_CALLER.first_as_stored(
-        db,
-        {
-            "sid": sid,
-            "index": indexes[0],
-            "previous": indexes[-1],
-            "after": now - calls.LIVE_AT_MOST,
-            "exclude": -1,  # this call has no row yet
-        },
-    )
+    ahead = _Ahead.of(statement_connection(db))
+    row = ahead.row(sid) if ahead is not None else _UNREAD
+    if row is _UNREAD:
+        row = _READ_CALLER.first_as_stored(db, _asked(sid, indexes, now))
+    if ahead is not None and row is not None:
+        ahead.reading(sid, row)
     if row is None or row[14] is not None or row[5] != ParticipantStatus.ACTIVE:
         return None  # unknown or withdrawn caller, or a repeated webhook: the general path
     (me_id, me_name, me_zone, me_quiet, me_lang, _, pair_id, pair_open) = row[:8]
@@ -266,9 +265,131 @@ def write_call(db: Session, call: Call, outbound: list[Outbound]) -> list[Outbou
     state = call.__dict__
     values = {key: state.get(key) for key in _COLUMNS}
     call_id = _CALL_ROW.made(db, values)
+    ahead = _Ahead.of(statement_connection(db))
+    if ahead is not None and call_id is not None:
+        ahead.written(call.twilio_call_sid)
     if call_id is None:
         return None
     return [
         dataclasses.replace(request, call_id=call_id) if isinstance(request, PlacePartnerLeg) else request
         for request in outbound
     ]
+
+
+# ---------------------------------------------------------------- a batch's callers, read at once
+#
+# In a surge the webhooks in a PostgreSQL batch (app/deadline.py) are mostly inbound calls
+# from known callers, each needing its read of the caller before it can decide. Run in
+# turn, each read is a round trip, and the batch thread must take the GIL back after each
+# one while the event loop holds it. The reads are instead sent together before the batch
+# runs (psycopg's pipeline mode: one round trip for all), and each webhook takes its row.
+# A row read ahead is from before the batch's earlier webhooks ran, so it is used only
+# while nothing they wrote can have changed it: not after a webhook that took the general
+# path (it may have written anything), nor when an earlier webhook of the batch wrote a
+# call of this caller, of their partner, or with this call's SID. Otherwise the webhook
+# reads again, as it would have without the read ahead.
+
+
+def _asked(sid: str, indexes: Sequence[str], now: datetime) -> dict[str, Any]:
+    return {
+        "sid": sid,
+        "index": indexes[0],
+        "previous": indexes[-1],
+        "after": now - calls.LIVE_AT_MOST,
+        "exclude": -1,  # this call has no row yet
+    }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Asked:
+    """What an inbound call's read will ask, known before its webhook is put in line."""
+
+    sid: str
+    indexes: list[str]
+    now: datetime
+
+
+ASKED: contextvars.ContextVar[Asked | None] = contextvars.ContextVar("peerline_asked", default=None)
+
+
+def ask_ahead(vault: PhoneVault, *, sid: str, from_: str, region: str, now: datetime) -> None:
+    """In the event loop, as an inbound call's webhook is put in line: its read, for the
+    batch to make with the others' (a caller ID that cannot be a participant's asks nothing)."""
+    if is_withheld(from_):
+        return
+    e164 = normalised(from_, region)
+    if e164 is not None:
+        ASKED.set(Asked(sid, blind_indexes(vault, e164), now))
+
+
+_UNREAD: Any = object()
+_AHEAD = "peerline_read_ahead"
+
+
+class _Ahead:
+    """A batch's rows read ahead (on its connection's info), and what its webhooks wrote."""
+
+    def __init__(self, rows: dict[str, Sequence[Any] | None]) -> None:
+        self.rows = rows
+        self.people: set[int] = set()  # whose calls the batch's webhooks wrote
+        self.sids: set[str] = set()
+        self.stale = False  # a webhook took the general path: any row may have changed
+        self.current: tuple[str, set[int]] | None = None  # the webhook running, once read
+        self.wrote = False
+
+    @staticmethod
+    def of(conn: Any) -> _Ahead | None:
+        return cast(_Ahead | None, conn.info.get(_AHEAD))
+
+    def row(self, sid: str) -> Any:
+        row = self.rows.pop(sid, _UNREAD)
+        if self.stale or row is _UNREAD:
+            return _UNREAD
+        if row is not None and (sid in self.sids or row[0] in self.people or row[8] in self.people):
+            return _UNREAD  # an earlier webhook of the batch wrote a call it counts
+        return row
+
+    def reading(self, sid: str, row: Sequence[Any]) -> None:
+        self.current = (sid, {person for person in (row[0], row[8]) if person is not None})
+
+    def written(self, sid: str) -> None:
+        if self.current is not None and self.current[0] == sid:
+            self.wrote = True
+
+    def done(self) -> None:
+        """A webhook of the batch has run: its call is counted, or the rest read again."""
+        if self.wrote and self.current is not None:
+            self.sids.add(self.current[0])
+            self.people |= self.current[1]
+        else:
+            self.stale = True
+        self.current, self.wrote = None, False
+
+
+class ReadAhead:
+    """The batch runner's hooks (app/deadline.py, PostgreSQL's batches)."""
+
+    def before(self, conn: Any, contexts: Sequence[contextvars.Context]) -> None:
+        asked = [found for found in (context.get(ASKED) for context in contexts) if found is not None]
+        if len(asked) < 2 or conn.dialect.name != "postgresql":
+            return  # one read alone gains nothing from going ahead
+        compiled = _READ_CALLER.compiled(conn.dialect)
+        raw = conn.connection.dbapi_connection
+        cursors = []
+        with raw.pipeline():
+            for each in asked:
+                cursor = raw.cursor()
+                cursor.execute(compiled.sql, compiled.parameters(_asked(each.sid, each.indexes, each.now)))
+                cursors.append((each.sid, cursor))
+        conn.info[_AHEAD] = _Ahead({sid: cursor.fetchone() for sid, cursor in cursors})
+
+    def after_each(self, conn: Any) -> None:
+        ahead = _Ahead.of(conn)
+        if ahead is not None:
+            ahead.done()
+
+    def after(self, conn: Any) -> None:
+        conn.info.pop(_AHEAD, None)
+
+
+READ_AHEAD = ReadAhead()

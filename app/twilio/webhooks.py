@@ -538,6 +538,11 @@ async def _in_transaction(
 
 async def voice(request: Request) -> Response:
     form = forms.voice_request(await twilio_form(request), request.query_params)
+    if form.call_sid is not None and request.app.state.deadline.read_ahead is not None:
+        # a known caller's read goes with the rest of its batch (app/twilio/fast.py)
+        ctx = get_context(request)
+        region = ctx.settings.default_region
+        fast.ask_ahead(ctx.vault, sid=form.call_sid, from_=form.from_, region=region, now=ctx.clock())
     return await _in_transaction(request, lambda db, ctx, g, d: _answer(db, ctx, form, inbound, g, d))
 
 

@@ -1,0 +1,158 @@
+"""On PostgreSQL a batch's known callers are read in one round trip before the batch runs
+(app/twilio/fast.py, "a batch's callers, read at once"), and a row read ahead is never
+used once the batch has written something it counts."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+
+from app.crypto import PhoneVault
+from app.db import PHONE_LINE_BATCH, make_engine, make_sessionmaker
+from app.migrate import upgrade
+from app.services import participants
+from app.twilio import fast
+from tests.conftest import ANA, BEA, CAL, DEE, PG_URL, STRANGER, new_pg_database
+
+pytestmark = pytest.mark.skipif(not PG_URL, reason="TEST_DATABASE_URL not set")
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+VAULT = PhoneVault.from_secret("read-ahead-secret-key-read-ahead-secret")
+
+
+class Reads:
+    """The caller reads each webhook makes for itself (not those made ahead)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.made: list[str] = []
+
+    def compiled(self, dialect: Any) -> Any:
+        return self.inner.compiled(dialect)
+
+    def first_as_stored(self, db: Session, given: dict[str, Any]) -> Sequence[Any] | None:
+        self.made.append(given["sid"])
+        return self.inner.first_as_stored(db, given)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def batch(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Connection, Reads]]:
+    """Ana and Bea paired, Cal and Dee paired, and the batch thread's connection in its
+    transaction, as app/deadline.py runs a batch."""
+    url = new_pg_database("read_ahead")
+    upgrade(url)
+    engine = make_engine(url)
+    with make_sessionmaker(engine)() as db:
+        people = {
+            phone: participants.enrol(
+                db, VAULT, name=name, phone=phone, timezone="UTC", quiet_hours=None, now=NOW
+            )
+            for name, phone in (("Ana", ANA), ("Bea", BEA), ("Cal", CAL), ("Dee", DEE))
+        }
+        db.flush()
+        participants.make_pair(db, people[ANA].id, people[BEA].id, now=NOW)
+        participants.make_pair(db, people[CAL].id, people[DEE].id, now=NOW)
+        db.commit()
+    engine.dispose()
+    reads = Reads(fast._READ_CALLER)
+    monkeypatch.setattr(fast, "_READ_CALLER", reads)
+    batch_engine = make_engine(url, PHONE_LINE_BATCH)
+    with batch_engine.connect() as conn, conn.begin():
+        yield conn, reads
+    batch_engine.dispose()
+
+
+def _waiting(*calls: tuple[str, str]) -> list[contextvars.Context]:
+    """The contexts of inbound calls' webhooks put in line, as the voice route leaves them."""
+    contexts = []
+    for sid, phone in calls:
+        context = contextvars.copy_context()
+        context.run(fast.ask_ahead, VAULT, sid=sid, from_=phone, region="US", now=NOW)
+        contexts.append(context)
+    return contexts
+
+
+def _inbound(conn: Connection, sid: str, phone: str) -> fast.Known | None:
+    """One webhook of the batch on the fast path: the caller read, the call written."""
+    db = Session(bind=conn, join_transaction_mode="rollback_only")
+    known = fast.known_caller(db, VAULT, sid=sid, from_=phone, region="US", lang=None, now=NOW)
+    if known is not None:
+        # as the flow records it: the caller's call, in their pair
+        known.call.initiator_id, known.call.pair_id = known.caller.person.id, known.caller.pair_id
+        assert fast.write_call(db, known.call, []) is not None
+    fast.READ_AHEAD.after_each(conn)
+    return known
+
+
+def test_callers_waiting_in_one_batch_are_read_together(batch: tuple[Connection, Reads]) -> None:
+    conn, reads = batch
+    fast.READ_AHEAD.before(conn, _waiting(("CA1", ANA), ("CA2", CAL), ("CA3", STRANGER)))
+
+    ana = _inbound(conn, "CA1", ANA)
+    cal = _inbound(conn, "CA2", CAL)
+    stranger = _inbound(conn, "CA3", STRANGER)
+
+    assert reads.made == []  # none read for itself
+    assert ana is not None and ana.caller.partner is not None and ana.caller.partner.name == "Bea"
+    assert cal is not None and cal.caller.partner is not None and cal.caller.partner.name == "Dee"
+    assert stranger is None  # unknown: the general path
+    fast.READ_AHEAD.after(conn)
+
+
+def test_a_caller_whose_partner_called_earlier_in_the_batch_is_read_again(
+    batch: tuple[Connection, Reads],
+) -> None:
+    conn, reads = batch
+    fast.READ_AHEAD.before(conn, _waiting(("CA1", ANA), ("CA2", BEA)))
+
+    _inbound(conn, "CA1", ANA)
+    bea = _inbound(conn, "CA2", BEA)
+
+    # read ahead, Ana was on no call; she is now, and Bea hears so
+    assert reads.made == ["CA2"]
+    assert bea is not None and bea.caller.partner is not None and bea.caller.partner.on_call
+
+
+def test_a_repeated_webhook_in_the_same_batch_is_read_again_and_left_to_the_general_path(
+    batch: tuple[Connection, Reads],
+) -> None:
+    conn, reads = batch
+    fast.READ_AHEAD.before(conn, _waiting(("CA1", ANA), ("CA1", ANA), ("CA2", CAL)))
+
+    assert _inbound(conn, "CA1", ANA) is not None
+    assert _inbound(conn, "CA1", ANA) is None  # its row is there: the general path
+    # the general path may have written anything: the rest of the batch reads again
+    assert _inbound(conn, "CA2", CAL) is not None
+    assert reads.made == ["CA1", "CA2"]
+
+
+def test_after_a_webhook_that_took_the_general_path_the_rest_read_again(
+    batch: tuple[Connection, Reads],
+) -> None:
+    conn, reads = batch
+    fast.READ_AHEAD.before(conn, _waiting(("CA1", ANA), ("CA2", CAL)))
+
+    fast.READ_AHEAD.after_each(conn)  # a status callback, say: no call written by the fast path
+    _inbound(conn, "CA1", ANA)
+    _inbound(conn, "CA2", CAL)
+
+    assert reads.made == ["CA1", "CA2"]
+
+
+def test_a_lone_webhook_and_a_batch_that_is_over_read_for_themselves(
+    batch: tuple[Connection, Reads],
+) -> None:
+    conn, reads = batch
+    fast.READ_AHEAD.before(conn, _waiting(("CA1", ANA)))  # one alone: nothing read ahead
+    _inbound(conn, "CA1", ANA)
+    fast.READ_AHEAD.before(conn, _waiting(("CA2", CAL), ("CA3", DEE)))
+    fast.READ_AHEAD.after(conn)  # given up, say: its rows are gone with it
+    _inbound(conn, "CA2", CAL)
+
+    assert reads.made == ["CA1", "CA2"]
