@@ -35,7 +35,9 @@ How the work runs depends on the database (`DeadlineRunner.for_engine`):
   run their work in turn in one transaction, on a connection of its own, under one
   COMMIT: one round trip and one WAL flush for the batch instead of a BEGIN, a COMMIT
   and a flush per webhook, and no pool checkout (with its ping) per webhook. Per-webhook
-  commits held the phone line under a fifth of a bare app's throughput on two cores. A
+  commits held the phone line under a fifth of a bare app's throughput on two cores.
+  Reads the batch's webhooks would each make in turn can be made together before it
+  runs (`ReadAhead`: the known callers of a surge, app/twilio/fast.py). A
   batch does not wait for a lock held elsewhere for more than a tenth of a second. On
   any trouble (a webhook that fails, a lock, a refused COMMIT) nothing of the batch is
   stored, and each of its webhooks runs again **alone**, as below: one failing
