@@ -31,7 +31,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.models import AttentionFlag, CareTeamMessage, DigestSent, Reminder, StaffUser
-from app.services.upsert import insert_ignore_many
+from app.services.upsert import NewRow
 from ivr.vocab import ReminderState
 
 # without an earlier digest, "new" means the last day
@@ -166,8 +166,10 @@ def compose(
 def claim(db: Session, staff_user_id: int, day: str, now: datetime) -> bool:
     """True when this caller may send the account's digest for the day: the unique key lets
     one insert through, whichever process or session tries. Commit before sending."""
-    row = {"staff_user_id": staff_user_id, "day": day, "sent_at": now}
-    return insert_ignore_many(db, DigestSent, [row], ["staff_user_id", "day"]) == 1
+    return _CLAIM.made(db, {"staff_user_id": staff_user_id, "day": day, "sent_at": now}) is not None
+
+
+_CLAIM = NewRow(DigestSent.__table__, ["staff_user_id", "day", "sent_at"], ["staff_user_id", "day"])
 
 
 def release(db: Session, staff_user_id: int, day: str) -> None:

@@ -11,7 +11,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
-from app.models import Base
 from app.services.cursor import OnCursor
 
 # each database's own INSERT, the one with ON CONFLICT
@@ -59,12 +58,3 @@ class NewRow:
     def made(self, db: Session, values: Mapping[str, Any]) -> int | None:
         """The new row's id; None when its row was there already (nothing is written)."""
         return self._by_dialect[db.get_bind().dialect.name].made(db, values)
-
-
-def insert_ignore_many(db: Session, model: type[Base], rows: list[dict[str, Any]], keys: list[str]) -> int:
-    """One multi-row INSERT ... ON CONFLICT DO NOTHING; returns how many rows were new."""
-    if not rows:
-        return 0
-    builder = _BUILDERS[db.get_bind().dialect.name]
-    stmt = builder(model).values(rows).on_conflict_do_nothing(index_elements=keys)
-    return len(db.execute(stmt.returning(model.__table__.c.id)).all())
