@@ -259,14 +259,6 @@ def _fallback(waiting: _Waiting[Any]) -> Any:
     return waiting.context.run(waiting.fallback)
 
 
-def _after(waiting: _Waiting[Any], after: Callable[[], None] | None) -> None:
-    if after is not None:
-        try:
-            waiting.context.run(after)
-        except Exception:
-            log.exception("work after a webhook's commit failed")
-
-
 Mode = Literal["inline", "group", "threads", "batch"]
 CHECKPOINT_SECONDS = 0.5
 # how long an inline webhook sleeps between tries for the writer lock, at most
@@ -318,13 +310,12 @@ class DeadlineRunner:
         self._leader: asyncio.Task[None] | None = None
         self._leading = False  # a webhook is leading its own batch (_lead_own_batch)
         self.missed = 0  # answers given by the fallback because the deadline passed
-        self._batch_open = False
         if in_loop:
-            event.listen(engine, "commit", self._only_the_batch_commits)
+            event.listen(engine, "commit", _only_the_batch_commits)
         if mode == "batch":
             if batch_engine is None:
                 raise ValueError("the batch mode needs an engine for its batches")
-            event.listen(batch_engine, "commit", _only_the_batch_commits_here)
+            event.listen(batch_engine, "commit", _only_the_batch_commits)
 
     @property
     def batch_engine(self) -> Engine | None:
@@ -563,15 +554,7 @@ class DeadlineRunner:
     def _deliver(self, done: list[_Done]) -> None:
         """The batch is committed: each webhook's REST requests go, and its answer."""
         for waiting, value, after in done:
-            if waiting.gave_up:
-                # stored after all, though the caller heard the apology: at least no
-                # partner's phone rings for a call its caller was told had failed
-                waiting.context.run(
-                    log.error,
-                    "a webhook's work was stored after its apology; its REST requests are not sent",
-                )
-            else:
-                _after(waiting, after)
+            _after_commit(waiting.context, not waiting.gave_up, after)
             _settle(waiting, value)
 
     def _next_batch(self) -> list[_Waiting[Any]]:
@@ -632,7 +615,9 @@ class DeadlineRunner:
         """Each webhook's work, in turn, in the transaction begun for the batch; None when
         the batch has given its transaction up (nothing of it is stored)."""
         transaction = conn.get_transaction()
-        self._batch_open = True
+        # the connection's own record, which outlives its closing when the batch is given up
+        info = conn.info
+        info[_IN_BATCH] = True
         done: list[_Done] = []
         try:
             for waiting in batch:
@@ -661,7 +646,7 @@ class DeadlineRunner:
                 return None
             return done
         finally:
-            self._batch_open = False
+            info[_IN_BATCH] = False
 
     def _give_up(self, conn: Connection) -> None:
         """Rolled back on the driver's connection, and closed: after a refused commit the
@@ -715,13 +700,6 @@ class DeadlineRunner:
                 self._waiting.append(waiting)
             else:
                 _settle(waiting, _fallback(waiting))
-
-    def _only_the_batch_commits(self, conn: Connection) -> None:
-        """A webhook that rolled back the batch's transaction and then wrote again would
-        commit a transaction of its own behind the runner's back: refused, and it hears the
-        apology (a webhook's work is committed by the runner, never by itself)."""
-        if self._batch_open:
-            raise BatchClosed("a webhook in a batch may not commit a transaction of its own")
 
     def _connection(self) -> Connection:
         """The event loop's own connection, kept between webhooks: only the loop uses it,
@@ -890,7 +868,7 @@ class DeadlineRunner:
         conn.commit()
         outcomes: list[_Outcome] = []
         for item, value, after in done:
-            _after_commit(item, after)
+            _after_commit(item.context, item.guard.deliver(), after)
             outcomes.append((item, value, None))
         if outcomes:
             _from_thread(outcomes[0][0].loop, outcomes)
@@ -941,21 +919,22 @@ class DeadlineRunner:
         except BaseException as exc:
             item.fail(exc)
             return
-        _after_commit(item, after)
+        _after_commit(item.context, item.guard.deliver(), after)
         item.settle(value)
 
 
-def _after_commit(item: _Item[Any], after: Callable[[], None] | None) -> None:
+def _after_commit(context: contextvars.Context, delivered: bool, after: Callable[[], None] | None) -> None:
     """What must follow the work's commit (its REST requests), unless the caller has heard
-    the apology meanwhile: at least no partner's phone rings for a call said to have failed."""
-    if not item.guard.deliver():
-        item.context.run(
+    the apology meanwhile (`delivered` false): stored after all, but at least no partner's
+    phone rings for a call its caller was told had failed."""
+    if not delivered:
+        context.run(
             log.error, "a webhook's work was stored after its apology; its REST requests are not sent"
         )
         return
     if after is not None:
         try:
-            item.context.run(after)
+            context.run(after)
         except Exception:
             log.exception("work after a webhook's commit failed")
 
@@ -963,9 +942,11 @@ def _after_commit(item: _Item[Any], after: Callable[[], None] | None) -> None:
 _IN_BATCH = "peerline_in_batch"
 
 
-def _only_the_batch_commits_here(conn: Connection) -> None:
-    """As `DeadlineRunner._only_the_batch_commits`, for the batch threads: each batch's own
-    connection says whether a webhook's work is running in it."""
+def _only_the_batch_commits(conn: Connection) -> None:
+    """A webhook that rolled back its batch's transaction and then wrote again would commit
+    a transaction of its own behind the runner's back: refused, and it hears the apology (a
+    webhook's work is committed by the runner, never by itself). Each batch's connection
+    says whether a webhook's work is running in it (the loop's one, each batch thread's)."""
     if conn.info.get(_IN_BATCH):
         raise BatchClosed("a webhook in a batch may not commit a transaction of its own")
 
