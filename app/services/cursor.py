@@ -30,7 +30,7 @@ R = TypeVar("R")
 @dataclass(frozen=True)
 class Compiled:
     sql: str
-    names: Sequence[str]  # the statement's parameters (in order, for SQLite's positional style)
+    names: Sequence[str]  # SQLite's positional style: its parameters, in order
     positional: bool
     constants: Mapping[str, Any]
     binds: Mapping[str, Any]
@@ -75,7 +75,7 @@ class OnCursor:
             columns = getattr(self.statement, "exported_columns", ())
             found = self._by_dialect[dialect.name] = Compiled(
                 sql=state.statement,
-                names=list(state.positiontup) if compiled.positional else list(state.parameters),
+                names=list(state.positiontup) if compiled.positional else [],
                 positional=bool(compiled.positional),
                 constants={
                     k: processors[k](v) if k in processors and v is not None else v

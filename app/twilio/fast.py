@@ -190,6 +190,15 @@ class Known:
     call: Call
 
 
+def _indexes_of(vault: PhoneVault, from_: str, region: str) -> list[str] | None:
+    """The blind indexes a caller ID is looked up by; None when it cannot be a
+    participant's own phone (withheld, or not a number)."""
+    if is_withheld(from_):
+        return None
+    e164 = normalised(from_, region)
+    return blind_indexes(vault, e164) if e164 is not None else None
+
+
 def known_caller(
     db: Session,
     vault: PhoneVault,
@@ -201,12 +210,9 @@ def known_caller(
     now: datetime,
 ) -> Known | None:
     """The facts for an inbound call from a participant's own phone, or None for the general path."""
-    if is_withheld(from_):
+    indexes = _indexes_of(vault, from_, region)
+    if indexes is None:
         return None
-    e164 = normalised(from_, region)
-    if e164 is None:
-        return None
-    indexes = blind_indexes(vault, e164)
     ahead = _Ahead.of(statement_connection(db))
     row = ahead.row(sid) if ahead is not None else _UNREAD
     if row is _UNREAD:
@@ -315,11 +321,9 @@ ASKED: contextvars.ContextVar[Asked | None] = contextvars.ContextVar("peerline_a
 def ask_ahead(vault: PhoneVault, *, sid: str, from_: str, region: str, now: datetime) -> None:
     """In the event loop, as an inbound call's webhook is put in line: its read, for the
     batch to make with the others' (a caller ID that cannot be a participant's asks nothing)."""
-    if is_withheld(from_):
-        return
-    e164 = normalised(from_, region)
-    if e164 is not None:
-        ASKED.set(Asked(sid, blind_indexes(vault, e164), now))
+    indexes = _indexes_of(vault, from_, region)
+    if indexes is not None:
+        ASKED.set(Asked(sid, indexes, now))
 
 
 _UNREAD: Any = object()
