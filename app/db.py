@@ -250,13 +250,15 @@ def make_engine(
     }
     kwargs.setdefault("pool_size", limits.pool_size)
     kwargs.setdefault("max_overflow", limits.max_overflow)
-    return create_engine(
+    engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_timeout=limits.pool_seconds,
         connect_args=connect_args,
         **kwargs,
     )
+    event.listen(engine, "before_cursor_execute", _send_held_first)
+    return engine
 
 
 def statement_connection(db: Session) -> Connection:
@@ -285,12 +287,70 @@ def driver_cursor(conn: Connection) -> tuple[Any, bool]:
     fairy = conn.connection
     if conn.dialect.name != "postgresql":
         return fairy.cursor(), True
+    if _HELD in fairy.info:
+        send_held(conn)
     raw = fairy.dbapi_connection
     # the pool's info lives as long as the driver's connection; the check covers a reconnect
     kept = fairy.info.get(_KEPT_CURSOR)
     if kept is None or kept[0] is not raw or kept[1].closed:
         kept = fairy.info[_KEPT_CURSOR] = (raw, raw.cursor())  # type: ignore[union-attr]
     return kept[1], False
+
+
+# ---------------------------------------------------------------- writes held back
+#
+# In a PostgreSQL batch (app/deadline.py) a webhook may hold its write back
+# (app/twilio/fast.py: a known caller's call row): the writes held are sent together, in
+# one round trip, before the connection's next statement of any kind (through the engine
+# or on the driver's cursor), or with the batch's COMMIT. Any statement therefore sees
+# them, as if each had been sent in its turn; one that fails (a row there already) fails
+# the batch at that point, as it would have then.
+
+_HELD = "peerline_held"
+
+
+def hold(conn: Connection, sql: str, parameters: Any) -> None:
+    """A write for later, in this connection's transaction (PostgreSQL only)."""
+    conn.info.setdefault(_HELD, []).append((sql, parameters))
+
+
+def send_held(conn: Connection) -> None:
+    """The writes held on this connection, sent now (nothing if none)."""
+    held = conn.info.pop(_HELD, None)
+    if held:
+        raw = conn.connection.dbapi_connection
+        with raw.pipeline():  # type: ignore[union-attr]
+            _send(raw, held)
+
+
+def commit_held(conn: Connection) -> None:
+    """COMMIT, the writes held going with it: one round trip. A held write that fails
+    leaves the transaction failed, and the COMMIT, behind it, is never run."""
+    held = conn.info.pop(_HELD, None)
+    if not held:
+        conn.commit()
+        return
+    raw = conn.connection.dbapi_connection
+    with raw.pipeline():  # type: ignore[union-attr]
+        _send(raw, held)
+        conn.commit()
+
+
+def drop_held(conn: Connection) -> None:
+    """The writes held are forgotten: their transaction is over, or given up. (The
+    connection's info outlives the transaction; they must never reach a later one.)"""
+    conn.info.pop(_HELD, None)
+
+
+def _send(raw: Any, held: list[tuple[str, Any]]) -> None:
+    with raw.cursor() as cursor:
+        for sql, parameters in held:
+            cursor.execute(sql, parameters)
+
+
+def _send_held_first(conn: Connection, *_: Any) -> None:
+    if _HELD in conn.info:
+        send_held(conn)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -65,7 +65,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, RootTransaction, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -198,6 +198,9 @@ class ReadAhead(Protocol):
 
     def after_each(self, conn: Connection) -> None:
         """A webhook of the batch has run (its work is in the batch's transaction)."""
+
+    def commit(self, conn: Connection) -> None:
+        """The batch's COMMIT (with any writes its webhooks held back)."""
 
     def after(self, conn: Connection) -> None:
         """The batch is over, committed or not."""
@@ -835,6 +838,30 @@ class DeadlineRunner:
         holds up only the webhook it concerns."""
         transaction = conn.begin()
         done: list[tuple[_Item[Any], Any, Callable[[], None] | None]] = []
+        ahead = self.read_ahead
+        try:
+            self._batch_work(conn, transaction, batch, done)
+            if ahead is not None:
+                ahead.commit(conn)
+            else:
+                conn.commit()
+        finally:
+            if ahead is not None:
+                ahead.after(conn)
+        outcomes: list[_Outcome] = []
+        for item, value, after in done:
+            _after_commit(item.context, item.guard.deliver(), after)
+            outcomes.append((item, value, None))
+        if outcomes:
+            _from_thread(outcomes[0][0].loop, outcomes)
+
+    def _batch_work(
+        self,
+        conn: Connection,
+        transaction: RootTransaction,
+        batch: list[_Item[Any]],
+        done: list[tuple[_Item[Any], Any, Callable[[], None] | None]],
+    ) -> None:
         conn.info[_IN_BATCH] = True
         ahead = self.read_ahead
         try:
@@ -863,15 +890,6 @@ class DeadlineRunner:
                     ahead.after_each(conn)
         finally:
             conn.info[_IN_BATCH] = False
-            if ahead is not None:
-                ahead.after(conn)
-        conn.commit()
-        outcomes: list[_Outcome] = []
-        for item, value, after in done:
-            _after_commit(item.context, item.guard.deliver(), after)
-            outcomes.append((item, value, None))
-        if outcomes:
-            _from_thread(outcomes[0][0].loop, outcomes)
 
     def _batch_failed(self, conn: Connection | None, batch: list[_Item[Any]]) -> None:
         """Nothing of the batch is stored: each webhook whose answer has not gone back, and

@@ -1,21 +1,27 @@
 """On PostgreSQL a batch's known callers are read in one round trip before the batch runs
 (app/twilio/fast.py, "a batch's callers, read at once"), and a row read ahead is never
-used once the batch has written something it counts."""
+used once the batch has written something it counts. Their call rows are written
+together, with the batch's next statement or its COMMIT (app/db.py, "writes held back"),
+and a row made elsewhere meanwhile sends the batch to run again, alone."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection
+from sqlalchemy import Connection, create_engine, func, select, text
 from sqlalchemy.orm import Session
 
 from app.crypto import PhoneVault
-from app.db import PHONE_LINE_BATCH, make_engine, make_sessionmaker
+from app.db import PHONE_LINE, PHONE_LINE_BATCH, make_engine, make_sessionmaker
+from app.deadline import DeadlineRunner, Guard
 from app.migrate import upgrade
+from app.models import Call
 from app.services import participants
 from app.twilio import fast
 from tests.conftest import ANA, BEA, CAL, DEE, PG_URL, STRANGER, new_pg_database
@@ -42,9 +48,8 @@ class Reads:
 
 
 @pytest.fixture
-def batch(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Connection, Reads]]:
-    """Ana and Bea paired, Cal and Dee paired, and the batch thread's connection in its
-    transaction, as app/deadline.py runs a batch."""
+def url() -> str:
+    """Ana and Bea paired, Cal and Dee paired."""
     url = new_pg_database("read_ahead")
     upgrade(url)
     engine = make_engine(url)
@@ -60,6 +65,12 @@ def batch(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Connection, Reads]]
         participants.make_pair(db, people[CAL].id, people[DEE].id, now=NOW)
         db.commit()
     engine.dispose()
+    return url
+
+
+@pytest.fixture
+def batch(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Connection, Reads]]:
+    """The batch thread's connection in its transaction, as app/deadline.py runs a batch."""
     reads = Reads(fast._READ_CALLER)
     monkeypatch.setattr(fast, "_READ_CALLER", reads)
     batch_engine = make_engine(url, PHONE_LINE_BATCH)
@@ -156,3 +167,127 @@ def test_a_lone_webhook_and_a_batch_that_is_over_read_for_themselves(
     _inbound(conn, "CA2", CAL)
 
     assert reads.made == ["CA1", "CA2"]
+
+
+def _stored(url: str) -> dict[str, int]:
+    """The call rows committed: each call's id by its SID."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {sid: id_ for id_, sid in conn.execute(text("SELECT id, twilio_call_sid FROM call"))}
+    finally:
+        engine.dispose()
+
+
+def test_the_call_rows_of_a_batch_go_with_its_commit_with_the_ids_read_ahead(
+    batch: tuple[Connection, Reads], url: str
+) -> None:
+    conn, _ = batch
+    fast.READ_AHEAD.before(conn, _waiting(("CA1", ANA), ("CA2", CAL)))
+    ana = _inbound(conn, "CA1", ANA)
+    cal = _inbound(conn, "CA2", CAL)
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    assert raw.execute("SELECT count(*) FROM call").fetchone() == (0,)  # held back, not sent
+
+    fast.READ_AHEAD.commit(conn)
+    fast.READ_AHEAD.after(conn)
+
+    # the ids the REST requests carry (the partner's leg) are the rows' own
+    assert ana is not None and cal is not None
+    assert _stored(url) == {"CA1": ana.call.id, "CA2": cal.call.id}
+
+
+def test_a_later_statement_of_the_batch_sees_the_rows_held_back(batch: tuple[Connection, Reads]) -> None:
+    conn, _ = batch
+    fast.READ_AHEAD.before(conn, _waiting(("CA1", ANA), ("CA2", CAL)))
+    _inbound(conn, "CA1", ANA)
+
+    # a status callback, say, through the engine: the rows held are sent before it
+    later = Session(bind=conn, join_transaction_mode="rollback_only")
+    assert later.scalar(select(func.count()).select_from(Call).where(Call.twilio_call_sid == "CA1")) == 1
+    fast.READ_AHEAD.after(conn)
+
+
+def test_a_batch_given_up_forgets_the_rows_it_held_back(batch: tuple[Connection, Reads]) -> None:
+    conn, _ = batch
+    fast.READ_AHEAD.before(conn, _waiting(("CA1", ANA), ("CA2", CAL)))
+    _inbound(conn, "CA1", ANA)
+    fast.READ_AHEAD.after(conn)  # given up before its COMMIT
+
+    # the connection's next statement (the pool's info outlives the transaction)
+    conn.execute(text("SELECT 1"))
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    assert raw.execute("SELECT count(*) FROM call").fetchone() == (0,)
+
+
+def _answers(sid: str, phone: str, before: Callable[[], object] = lambda: None) -> Any:
+    """An inbound call's webhook as the voice route runs it: the fast path, or the general."""
+
+    def work(db: Session, guard: Guard) -> tuple[str, None]:
+        before()
+        known = fast.known_caller(db, VAULT, sid=sid, from_=phone, region="US", lang=None, now=NOW)
+        if known is None:
+            return "general path", None
+        known.call.initiator_id, known.call.pair_id = known.caller.person.id, known.caller.pair_id
+        if fast.write_call(db, known.call, []) is None:
+            return "general path", None
+        guard.begin_commit()
+        db.commit()
+        return "fast path", None
+
+    return work
+
+
+def test_a_call_row_made_elsewhere_while_its_batch_ran_sends_the_batch_to_run_alone(url: str) -> None:
+    runner = DeadlineRunner(
+        make_engine(url, PHONE_LINE),
+        mode="batch",
+        batch_engine=make_engine(url, PHONE_LINE_BATCH),
+        batch_threads=1,
+    )
+    runner.read_ahead = fast.READ_AHEAD
+    gate, repeated = threading.Event(), threading.Event()
+
+    def repeat_answered_elsewhere() -> None:
+        """Ana's webhook, repeated, answered by another process while the batch runs."""
+        if repeated.is_set():
+            return
+        repeated.set()
+        engine = make_engine(url)
+        with make_sessionmaker(engine)() as db:
+            known = fast.known_caller(db, VAULT, sid="CA1", from_=ANA, region="US", lang=None, now=NOW)
+            assert known is not None
+            assert fast.write_call(db, known.call, []) is not None
+            db.commit()
+        engine.dispose()
+
+    async def inbound(sid: str, phone: str, work: Any) -> str:
+        fast.ask_ahead(VAULT, sid=sid, from_=phone, region="US", now=NOW)
+        return await runner.run(work, lambda: "apology")
+
+    async def surge() -> list[str]:
+        # the first webhook holds the batch thread until the others are in line together
+        held = runner.run(lambda db, g: (gate.wait(5) and "held", None), lambda: "late")
+        first = asyncio.ensure_future(held)
+        await asyncio.sleep(0.1)
+        rest = [
+            asyncio.ensure_future(inbound("CA1", ANA, _answers("CA1", ANA))),
+            asyncio.ensure_future(inbound("CA2", CAL, _answers("CA2", CAL, repeat_answered_elsewhere))),
+        ]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return [await first, *[await each for each in rest]]
+
+    try:
+        answers = asyncio.run(surge())
+    finally:
+        runner.shutdown()
+        runner.engine.dispose()
+
+    # Ana's row, held back, met the one made elsewhere at the COMMIT: nothing of the batch
+    # was stored, and each webhook ran again alone; Ana's found her call's row
+    assert answers == ["held", "general path", "fast path"]
+    stored = _stored(url)
+    assert sorted(stored) == ["CA1", "CA2"]

@@ -39,13 +39,13 @@ from functools import lru_cache
 from typing import Any, cast
 
 import phonenumbers
-from sqlalchemy import BindParameter, Select, bindparam, case, select
+from sqlalchemy import BindParameter, Select, bindparam, case, func, insert, literal_column, select
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.visitors import replacement_traverse
 
 import ivr.flow as flow
 from app.crypto import PhoneVault
-from app.db import statement_connection
+from app.db import commit_held, drop_held, hold, statement_connection
 from app.models import Call, Pair, Participant
 from app.services import calls
 from app.services.cursor import OnCursor
@@ -167,8 +167,16 @@ _COLUMNS = [column.key for column in Call.__table__.columns if column.key != "id
 # run on the driver's cursor (app/services/cursor.py), compiled once per dialect with the
 # columns' own bind processing: what is written is exactly what the ORM would write
 # (tests/test_fast_path.py compares every column)
-_READ_CALLER = OnCursor(_CALLER, "sid", "index", "previous", "after", "exclude")
+_ASKING = ("sid", "index", "previous", "after", "exclude")
+_READ_CALLER = OnCursor(_CALLER, *_ASKING)
 _CALL_ROW = NewRow(Call.__table__, _COLUMNS, ["twilio_call_sid"])
+# in a PostgreSQL batch: the same read, with an id for the call's row from its sequence
+# (an id unused when the webhook takes the general path is a gap, as after any rollback),
+# and the row written with it later; a row there already for the call fails the batch
+_READ_AHEAD = OnCursor(_CALLER.add_columns(func.nextval(literal_column("'call_id_seq'"))), *_ASKING)
+_HELD_CALL_ROW = OnCursor(
+    insert(Call).values({column: bindparam(column) for column in ["id", *_COLUMNS]}), "id", *_COLUMNS
+)
 
 
 # ---------------------------------------------------------------- the inbound call
@@ -215,8 +223,11 @@ def known_caller(
         return None
     ahead = _Ahead.of(statement_connection(db))
     row = ahead.row(sid) if ahead is not None else _UNREAD
+    call_id = None
     if row is _UNREAD:
         row = _READ_CALLER.first_as_stored(db, _asked(sid, indexes, now))
+    elif row is not None:
+        call_id = row[17]
     if ahead is not None and row is not None:
         ahead.reading(sid, row)
     if row is None or row[14] is not None or row[5] != ParticipantStatus.ACTIVE:
@@ -245,6 +256,7 @@ def known_caller(
     # more than the statements
     call = _NEW_CALL()
     call.__dict__.update(
+        id=call_id,
         twilio_call_sid=sid,
         kind=CallKind.PEER,
         started_at=now,
@@ -264,14 +276,22 @@ def write_call(db: Session, call: Call, outbound: list[Outbound]) -> list[Outbou
     """Write the call's row once, with its final values; the REST requests learn its id.
 
     None when a row for the call appeared meanwhile (a concurrent repeat on PostgreSQL):
-    then nothing was written and the general path answers.
+    then nothing was written and the general path answers. A row read ahead in a batch
+    came with its id: its write is held back, to go with the batch's next statement or
+    its COMMIT (app/db.hold), and a row there by then fails the batch.
     """
     # the row as set so far (an unset column is NULL): read from the instance's own dict,
     # not through 36 instrumented attribute reads
     state = call.__dict__
     values = {key: state.get(key) for key in _COLUMNS}
-    call_id = _CALL_ROW.made(db, values)
-    ahead = _Ahead.of(statement_connection(db))
+    conn = statement_connection(db)
+    ahead = _Ahead.of(conn)
+    call_id = state.get("id")
+    if call_id is not None and ahead is not None:
+        compiled = _HELD_CALL_ROW.compiled(conn.dialect)
+        hold(conn, compiled.sql, compiled.parameters({**values, "id": call_id}))
+    else:
+        call_id = _CALL_ROW.made(db, values)
     if ahead is not None and call_id is not None:
         ahead.written(call.twilio_call_sid)
     if call_id is None:
@@ -377,7 +397,7 @@ class ReadAhead:
         asked = [found for found in (context.get(ASKED) for context in contexts) if found is not None]
         if len(asked) < 2 or conn.dialect.name != "postgresql":
             return  # one read alone gains nothing from going ahead
-        compiled = _READ_CALLER.compiled(conn.dialect)
+        compiled = _READ_AHEAD.compiled(conn.dialect)
         raw = conn.connection.dbapi_connection
         cursors = []
         with raw.pipeline():
@@ -392,8 +412,12 @@ class ReadAhead:
         if ahead is not None:
             ahead.done()
 
+    def commit(self, conn: Any) -> None:
+        commit_held(conn)
+
     def after(self, conn: Any) -> None:
         conn.info.pop(_AHEAD, None)
+        drop_held(conn)
 
 
 READ_AHEAD = ReadAhead()
