@@ -325,15 +325,20 @@ def send_held(conn: Connection) -> None:
 
 def commit_held(conn: Connection) -> None:
     """COMMIT, the writes held going with it: one round trip. A held write that fails
-    leaves the transaction failed, and the COMMIT, behind it, is never run."""
+    leaves the transaction failed, and the COMMIT behind it is never run.
+
+    The COMMIT is sent as a statement among the writes: the driver's own commit() in a
+    pipeline waits for its answer and the pipeline's end waits again, two round trips,
+    and an error in the second would say a stored batch had failed. The engine's commit
+    that follows finds the driver's transaction over and sends nothing."""
     held = conn.info.pop(_HELD, None)
     if not held:
         conn.commit()
         return
     raw = conn.connection.dbapi_connection
     with raw.pipeline():  # type: ignore[union-attr]
-        _send(raw, held)
-        conn.commit()
+        _send(raw, [*held, ("COMMIT", None)])
+    conn.commit()
 
 
 def drop_held(conn: Connection) -> None:

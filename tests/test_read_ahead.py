@@ -7,7 +7,9 @@ and a row made elsewhere meanwhile sends the batch to run again, alone."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -179,6 +181,23 @@ def _stored(url: str) -> dict[str, int]:
         engine.dispose()
 
 
+@contextlib.contextmanager
+def _traced(raw: Any) -> Iterator[Callable[[], list[str]]]:
+    """The protocol messages the driver sends meanwhile (libpq's trace), by name."""
+    with tempfile.TemporaryFile() as file:
+        raw.pgconn.trace(file.fileno())
+        try:
+            lines: list[str] = []
+            yield lambda: lines
+        finally:
+            raw.pgconn.untrace()
+            file.seek(0)
+            for line in file.read().decode().splitlines():
+                fields = line.split("\t")
+                if len(fields) > 3 and fields[1] == "F":
+                    lines.append(fields[3].split(" ")[0])
+
+
 def test_the_call_rows_of_a_batch_go_with_its_commit_with_the_ids_read_ahead(
     batch: tuple[Connection, Reads], url: str
 ) -> None:
@@ -190,9 +209,12 @@ def test_the_call_rows_of_a_batch_go_with_its_commit_with_the_ids_read_ahead(
     assert raw is not None
     assert raw.execute("SELECT count(*) FROM call").fetchone() == (0,)  # held back, not sent
 
-    fast.READ_AHEAD.commit(conn)
+    with _traced(raw) as sent:
+        fast.READ_AHEAD.commit(conn)
     fast.READ_AHEAD.after(conn)
 
+    assert sent().count("Sync") == 1  # the rows and the COMMIT: one round trip
+    assert not conn.in_transaction()
     # the ids the REST requests carry (the partner's leg) are the rows' own
     assert ana is not None and cal is not None
     assert _stored(url) == {"CA1": ana.call.id, "CA2": cal.call.id}

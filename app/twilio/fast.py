@@ -416,6 +416,8 @@ class ReadAhead:
         commit_held(conn)
 
     def after(self, conn: Any) -> None:
+        if conn.invalidated:
+            return  # its info goes with the driver's connection (and the real error stands)
         conn.info.pop(_AHEAD, None)
         drop_held(conn)
 
