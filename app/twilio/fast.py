@@ -11,6 +11,10 @@ loading rows into the identity map, flushing. Here the same facts come from:
    that row), and whether this call already has a row (a repeated webhook);
 2. one `INSERT ... ON CONFLICT DO NOTHING` of the call's row with its final values.
 
+In a PostgreSQL batch both go for the whole batch at once (below, "a batch's callers,
+read at once"): the reads before it runs, each with its row's id, and the rows with its
+COMMIT.
+
 The statements are the services' own SQLAlchemy Core statements (app/services/calls.py),
 compiled once per dialect and run on the cursor of the webhook's connection, in its
 transaction: the webhook's one transaction and its commit are unchanged. In a batch
@@ -314,6 +318,12 @@ def write_call(db: Session, call: Call, outbound: list[Outbound]) -> list[Outbou
 # path (it may have written anything), nor when an earlier webhook of the batch wrote a
 # call of this caller, of their partner, or with this call's SID. Otherwise the webhook
 # reads again, as it would have without the read ahead.
+#
+# A row read ahead comes with the id of the call's row (the sequence's next value), so
+# its INSERT need not be waited for: it is held back (app/db.hold) and goes with the
+# batch's COMMIT, or with the batch's next statement of any kind, which then sees it.
+# It has no ON CONFLICT: a row for the call made elsewhere meanwhile fails the COMMIT,
+# and the batch runs again alone (app/deadline.py), where the general path finds it.
 
 
 def _asked(sid: str, indexes: Sequence[str], now: datetime) -> dict[str, Any]:
