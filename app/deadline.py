@@ -196,6 +196,10 @@ class ReadAhead(Protocol):
 
     def before(self, conn: Connection, contexts: Sequence[contextvars.Context]) -> None: ...
 
+    def goes_first(self, context: contextvars.Context) -> bool:
+        """Whether the webhook runs before the batch's others (one whose read was made
+        ahead, before anything the others write can make it stale)."""
+
     def after_each(self, conn: Connection) -> None:
         """A webhook of the batch has run (its work is in the batch's transaction)."""
 
@@ -867,6 +871,9 @@ class DeadlineRunner:
         try:
             if ahead is not None:
                 ahead.before(conn, [item.context for item in batch])
+                # the webhooks of a batch arrived together, none waiting on another's
+                # answer: any order is one they could have run in
+                batch = sorted(batch, key=lambda item: not ahead.goes_first(item.context))
             for item in batch:
                 if item.guard.abandoned:
                     continue  # its answer went back while it waited in the batch: it never runs

@@ -417,6 +417,10 @@ class ReadAhead:
                 cursors.append((each.sid, cursor))
         conn.info[_AHEAD] = _Ahead({sid: cursor.fetchone() for sid, cursor in cursors})
 
+    def goes_first(self, context: contextvars.Context) -> bool:
+        # a callback early in a mixed batch would make every row read ahead stale
+        return context.get(ASKED) is not None
+
     def after_each(self, conn: Any) -> None:
         ahead = _Ahead.of(conn)
         if ahead is not None:
