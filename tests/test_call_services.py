@@ -3,7 +3,6 @@ the answer (the partner's leg placed, a slow or failing Twilio)."""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -122,12 +121,13 @@ def test_a_slow_twilio_never_delays_the_callers_answer(
     phone.fake.hang_next(3.0)  # Twilio takes 3 s to place the partner's leg
     form = {"CallSid": "CAslow", "From": ANA, "CallStatus": "ringing"}
     signature = phone.validator.compute_signature(PUBLIC_BASE_URL + "/twilio/voice", form)
-    started = time.monotonic()
     response = phone.client.post("/twilio/voice", data=form, headers={"X-Twilio-Signature": signature})
-    answered_in = time.monotonic() - started
     assert response.status_code == 200 and prompts.CONNECTING in response.text
     assert prompts.APOLOGY not in response.text
-    assert answered_in < 1.0
+    # answered while Twilio was still placing the leg: not a timer, which one full run on
+    # a loaded machine pushed past its 1 s bound (1.5 s in the server's own access log,
+    # 20-30 ms alone; no warning logged, cause not found)
+    assert programme.call("CAslow").partner_call_sid is None
     assert dialer_for(app).wait_idle(10)
     assert programme.call("CAslow").partner_call_sid is not None  # placed once Twilio answered
 
