@@ -244,7 +244,7 @@ def access(method: str, route: str, status: int, seconds: float) -> None:
     if not logger.isEnabledFor(logging.INFO):
         return
     logger.info(
-        "%s %s %d %.1fms",
+        "%s %s %d in %.1f ms",
         method,
         route,
         status,

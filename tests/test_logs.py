@@ -246,3 +246,22 @@ def test_text_format_for_development(app: FastAPI) -> None:
     assert line.endswith("WARNING peerline.test.text [-] hello world")
     with pytest.raises(json.JSONDecodeError):
         json.loads(line)
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_a_slow_requests_access_line_keeps_its_status_and_duration(json_lines: bool) -> None:
+    # a status and a four-digit duration side by side were once shaped like a number
+    stream = io.StringIO()
+    handler = logs.make_handler(json_lines=json_lines, stream=stream)
+    logger = logging.getLogger(logs.ACCESS_LOGGER)
+    logger.addHandler(handler)
+    was = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        logs.access("POST", "/twilio/voice", 503, 1.2345678)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(was)
+    text = stream.getvalue()
+    assert logs.MASK not in text
+    assert "503" in text and "1234.6" in text
