@@ -106,6 +106,9 @@ class Guard:
         self._abandoned = False
         self._committing = False
         self._delivered = False
+        # running in a PostgreSQL batch, which a failure gives up: the work then runs
+        # again alone, so a failure here is the batch's, not the webhook's to answer
+        self.batched = False
 
     def begin_commit(self) -> None:
         """Call right before committing; raises Abandoned when the answer has already gone."""
@@ -886,9 +889,11 @@ class DeadlineRunner:
                 # as in the loop's batches: the webhook's commit() flushes into the batch's
                 # transaction, and a rollback ends it for all
                 db = Session(bind=conn, join_transaction_mode="rollback_only", expire_on_commit=False)
+                item.guard.batched = True
                 try:
                     value, after = item.context.run(item.work, db, item.guard)
                 finally:
+                    item.guard.batched = False
                     _close(db)
                 if conn.get_transaction() is not transaction or not transaction.is_active:
                     raise BatchClosed("a webhook ended the batch's transaction")

@@ -4,16 +4,21 @@ sends a batch's webhooks back to run alone (app/deadline.py, mode `batch`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.db import PHONE_LINE, PHONE_LINE_BATCH, driver_cursor, make_engine
 from app.deadline import COMMIT_GRACE_SECONDS, DeadlineRunner, Guard
+from app.services.outbound import Outbound
+from app.twilio import webhooks
 from tests.conftest import PG_URL, new_pg_database
 from tests.line_work import Work
 from tests.line_work import stored_names as _names
@@ -93,6 +98,33 @@ def test_a_webhook_that_fails_in_a_batch_hears_the_apology_and_the_others_are_st
 
     assert answers == ["first", "a", "apology", "b", "c"]
     assert _names(url) == {"first", "a", "b", "c"}
+
+
+def test_a_callback_that_fails_in_a_batch_is_recorded_alone_without_an_error_of_its_own(
+    runner: DeadlineRunner, url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    tries: list[int] = []
+
+    def records(db: Session) -> list[Outbound]:
+        """Its first try meets a fault of the batch's (another webhook's row held back
+        failing, a connection cut); alone, it is recorded."""
+        tries.append(1)
+        if len(tries) == 1:
+            raise OperationalError("INSERT", None, Exception("the batch's connection was cut"))
+        db.execute(text("INSERT INTO note (name) VALUES ('callback')"))
+        return []
+
+    def callback(db: Session, guard: Guard) -> tuple[str, None]:
+        answer = webhooks._quietly(db, lambda: records(db), guard, webhooks.AfterCommit(cast(Any, None)))
+        return answer.body.decode(), None
+
+    answers = asyncio.run(_behind(threading.Event(), runner, [_writes("a"), callback, _writes("b")]))
+
+    assert answers[1] == "a" and "<Response" in answers[2] and answers[3] == "b"
+    assert _names(url) == {"first", "a", "callback", "b"} and len(tries) == 2
+    # the batch's failure is logged as the batch's; the callback logs no error of its own
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("a batch was given up" in r.getMessage() for r in caplog.records)
 
 
 def test_a_row_locked_elsewhere_holds_up_only_its_own_webhook(runner: DeadlineRunner, url: str) -> None:

@@ -192,6 +192,8 @@ def _voice(
         _safe_rollback(db)
         raise
     except Exception:
+        if guard.batched:
+            raise  # its batch is given up and it runs again alone (app/deadline.py)
         _safe_rollback(db)
         log.exception("outreach webhook failed; the leg hears goodbye")
         return _xml(steps.participant_answered("", known=False))

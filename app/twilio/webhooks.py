@@ -136,6 +136,8 @@ def _answer(
         _safe_rollback(db)
         raise
     except Exception:
+        if guard.batched:
+            raise  # its batch is given up and it runs again alone (app/deadline.py)
         log.exception("webhook failed; the caller hears the apology")
         metrics.apology_served("error")
         _safe_rollback(db)
@@ -159,6 +161,8 @@ def _quietly(
         _safe_rollback(db)
         raise
     except Exception:
+        if guard.batched:
+            raise  # its batch is given up and it runs again alone (app/deadline.py)
         log.exception("callback could not be recorded")
         _safe_rollback(db)
     return twiml(flow.empty())
