@@ -67,6 +67,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, RootTransaction, event
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import metrics
@@ -109,6 +110,10 @@ class Guard:
         # running in a PostgreSQL batch, which a failure gives up: the work then runs
         # again alone, so a failure here is the batch's, not the webhook's to answer
         self.batched = False
+        # a kept callback the database refuses (a lock held elsewhere, a cut connection)
+        # is tried again until then (time.monotonic): the refusal is not yet its loss
+        self.retry_until = 0.0
+        self.refusals = 0
 
     def begin_commit(self) -> None:
         """Call right before committing; raises Abandoned when the answer has already gone."""
@@ -157,6 +162,16 @@ class Guard:
     def abandoned(self) -> bool:
         with self._lock:
             return self._abandoned
+
+    def tries_again(self, exc: BaseException) -> bool:
+        """Whether this failure is one the phone line tries again (see retry_until)."""
+        return refused(exc) and time.monotonic() < self.retry_until
+
+
+def refused(exc: BaseException) -> bool:
+    """The database refused the work (a lock or statement timeout, a cut connection, an
+    exhausted pool), as opposed to the work itself failing."""
+    return isinstance(exc, OperationalError | SATimeoutError)
 
 
 # A webhook's work: given its session and guard, it decides, records, commits (in a batch:
@@ -752,9 +767,12 @@ class DeadlineRunner:
         and its waiting cost the loop more, on the path of every webhook)."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[T] = loop.create_future()
+        guard = Guard()
+        if keep:
+            guard.retry_until = started + LATE_SECONDS
         item: _Item[T] = _Item(
             work,
-            Guard(),
+            guard,
             contextvars.copy_context(),
             answer=answer,
             loop=loop,
@@ -947,10 +965,30 @@ class DeadlineRunner:
             with self.sessions() as db:
                 value, after = item.context.run(item.work, db, item.guard)
         except BaseException as exc:
+            if item.kept and item.guard.tries_again(exc) and not self._stopped.is_set():
+                self._again_later(item, exc)
+                return
             item.fail(exc)
             return
         _after_commit(item.context, item.guard.deliver(), after)
         item.settle(value)
+
+
+    def _again_later(self, item: _Item[Any], exc: BaseException) -> None:
+        """A kept callback the database refused: in line again a moment later (the
+        thread goes on with the others meanwhile), until its retry_until."""
+        guard = item.guard
+        guard.refusals += 1
+        guard.retry()
+        item.context.run(
+            log.warning if guard.refusals == 1 else log.debug,
+            "the database refused a callback (%s); it is tried again for up to %.0f s",
+            type(exc).__name__,
+            LATE_SECONDS,
+        )
+        timer = threading.Timer(REFUSED_RETRY_SECONDS, self._queue.put, (item,))
+        timer.daemon = True
+        timer.start()
 
 
 def _after_commit(context: contextvars.Context, delivered: bool, after: Callable[[], None] | None) -> None:

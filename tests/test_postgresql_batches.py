@@ -269,6 +269,42 @@ def test_a_kept_callback_in_a_batch_answers_at_its_deadline_and_is_still_stored(
     assert _names(url) == {"callback"}
 
 
+def test_a_callback_refused_by_a_lock_held_elsewhere_is_tried_again_until_it_is_recorded(
+    runner: DeadlineRunner, url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # another session holds the key the callback writes for 2.5 s: longer than the phone
+    # line waits for a lock, alone (1.5 s), and past the callback's answer (its deadline)
+    other: Engine = create_engine(url)
+    holder = other.connect()
+    holder.begin()
+    holder.execute(text("INSERT INTO note (name) VALUES ('callback')"))
+    releases = threading.Timer(2.5, holder.rollback)
+    releases.start()
+
+    def callback(db: Session, guard: Guard) -> tuple[str, None]:
+        def records() -> list[Outbound]:
+            db.execute(text("INSERT INTO note (name) VALUES ('callback')"))
+            return []
+
+        webhooks._quietly(db, records, guard, webhooks.AfterCommit(cast(Any, None)))
+        return "recorded", None
+
+    async def main() -> str:
+        return await runner.run(callback, lambda: "empty response", keep=True)
+
+    answer = asyncio.run(main())
+    deadline = time.monotonic() + 8
+    while _names(url) != {"callback"} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    releases.join()
+    holder.close()
+    other.dispose()
+
+    assert answer == "empty response"  # answered at its deadline, while it waited
+    assert _names(url) == {"callback"}  # and recorded once the lock went
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 def test_a_batch_commit_held_up_answers_after_its_grace(
     runner: DeadlineRunner, url: str, caplog: pytest.LogCaptureFixture
 ) -> None:

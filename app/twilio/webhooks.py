@@ -160,9 +160,9 @@ def _quietly(
     except Abandoned:
         _safe_rollback(db)
         raise
-    except Exception:
-        if guard.batched:
-            raise  # its batch is given up and it runs again alone (app/deadline.py)
+    except Exception as exc:
+        if guard.batched or guard.tries_again(exc):
+            raise  # run again: alone, or once the database lets it (app/deadline.py)
         log.exception("callback could not be recorded")
         _safe_rollback(db)
     return twiml(flow.empty())
