@@ -12,6 +12,7 @@ The busy timeout still governs waits on other processes (the CLI, a backup).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -21,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -319,7 +320,7 @@ def send_held(conn: Connection) -> None:
     held = conn.info.pop(_HELD, None)
     if held:
         raw = conn.connection.dbapi_connection
-        with raw.pipeline():  # type: ignore[union-attr]
+        with as_engine_error(conn), raw.pipeline():  # type: ignore[union-attr]
             _send(raw, held)
 
 
@@ -336,9 +337,21 @@ def commit_held(conn: Connection) -> None:
         conn.commit()
         return
     raw = conn.connection.dbapi_connection
-    with raw.pipeline():  # type: ignore[union-attr]
+    with as_engine_error(conn), raw.pipeline():  # type: ignore[union-attr]
         _send(raw, [*held, ("COMMIT", None)])
     conn.commit()
+
+
+@contextlib.contextmanager
+def as_engine_error(conn: Connection) -> Iterator[None]:
+    """The driver's errors, raised as the engine raises them (a lock timeout as
+    sqlalchemy's OperationalError, a duplicate key as its IntegrityError), for statements
+    sent on the driver's connection directly."""
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(None, None, exc, dbapi.Error) from exc
 
 
 def drop_held(conn: Connection) -> None:

@@ -99,6 +99,15 @@ class BatchClosed(Exception):
     """A webhook in a batch tried to commit a transaction other than the batch's."""
 
 
+class Refused(Exception):
+    """The database refused one webhook of a batch its work (a row locked elsewhere, a
+    statement too slow, a cut connection): it alone is to wait, the rest go on."""
+
+    def __init__(self, item: _Item[Any]) -> None:
+        super().__init__("the database refused a webhook of the batch")
+        self.item = item
+
+
 class Guard:
     """Shared between the waiting request and its worker thread."""
 
@@ -194,6 +203,7 @@ class _Item(Generic[T]):
     kept: bool = False  # a callback: its work counts even after its answer has gone
     due: float = float("inf")  # its deadline (time.monotonic)
     alone: bool = False  # batch mode: handed to the phone line's threads to run alone
+    ahead: bool = True  # batch mode: its read may be made ahead, its row held back
 
     @property
     def answered(self) -> bool:
@@ -845,9 +855,27 @@ class DeadlineRunner:
                     if conn is None or conn.closed or conn.invalidated:
                         conn = self._batch_engine.connect()
                     self._run_batch(conn, batch)
+                except Refused as exc:
+                    # one webhook's row is locked elsewhere, say: it alone runs again alone,
+                    # with the phone line's longer lock timeout; the others, in a batch again
+                    # (run alone too, they would wait behind it on the phone line's threads)
+                    cause = type(exc.__cause__).__name__
+                    log.warning("a batch was given up (%s); its webhook runs again alone", cause)
+                    self._batch_failed(conn, batch, only=exc.item)
+                    conn = None
                 except BaseException as exc:  # never let the thread die: the phone line has no other
-                    log.warning("a batch was given up (%s); its webhooks run again alone", type(exc).__name__)
-                    self._batch_failed(conn, batch)
+                    if refused(exc) and any(item.ahead for item in batch):
+                        # refused outside any one webhook's work: a row held back met a lock
+                        # at the COMMIT, say (app/twilio/fast.py). Whose is not known: the
+                        # batch runs again, each webhook reading and writing for itself, so
+                        # that the one refused is found and waits alone
+                        log.warning("a batch was given up (%s); it runs again", type(exc).__name__)
+                        self._batch_failed(conn, batch, again=True)
+                    else:
+                        log.warning(
+                            "a batch was given up (%s); its webhooks run again alone", type(exc).__name__
+                        )
+                        self._batch_failed(conn, batch)
                     conn = None
             if stop:
                 break
@@ -891,7 +919,7 @@ class DeadlineRunner:
         ahead = self.read_ahead
         try:
             if ahead is not None:
-                ahead.before(conn, [item.context for item in batch])
+                ahead.before(conn, [item.context for item in batch if item.ahead])
                 # the webhooks of a batch arrived together, none waiting on another's
                 # answer: any order is one they could have run in
                 batch = sorted(batch, key=lambda item: not ahead.goes_first(item.context))
@@ -910,6 +938,10 @@ class DeadlineRunner:
                 item.guard.batched = True
                 try:
                     value, after = item.context.run(item.work, db, item.guard)
+                except Exception as exc:
+                    if refused(exc):
+                        raise Refused(item) from exc
+                    raise
                 finally:
                     item.guard.batched = False
                     _close(db)
@@ -921,9 +953,17 @@ class DeadlineRunner:
         finally:
             conn.info[_IN_BATCH] = False
 
-    def _batch_failed(self, conn: Connection | None, batch: list[_Item[Any]]) -> None:
+    def _batch_failed(
+        self,
+        conn: Connection | None,
+        batch: list[_Item[Any]],
+        *,
+        only: _Item[Any] | None = None,
+        again: bool = False,
+    ) -> None:
         """Nothing of the batch is stored: each webhook whose answer has not gone back, and
-        each callback, runs again, alone. The batch is rolled back on the driver's
+        each callback, runs again, alone (or `only` that one alone, the others in a batch
+        again; or, `again`, all in a batch again, none read ahead). The batch is rolled back on the driver's
         connection (after a refused COMMIT the engine's idea of the transaction may be
         ended while the server's, with its locks, is still open), and the connection is
         closed: a new one costs little on this rare path."""
@@ -942,7 +982,11 @@ class DeadlineRunner:
             # a callback runs again though its answer has gone; a voice step whose caller
             # has heard the apology does not (what was heard and what is stored agree)
             if not item.alone and item.guard.retry() and (item.kept or not item.answered):
-                self._queue.put(item)
+                if again:
+                    item.ahead = False
+                    self._batches.put(item)
+                else:
+                    (self._queue if only is None or item is only else self._batches).put(item)
 
     # ------------------------------------------------------------ the phone line's threads
 
@@ -972,7 +1016,6 @@ class DeadlineRunner:
             return
         _after_commit(item.context, item.guard.deliver(), after)
         item.settle(value)
-
 
     def _again_later(self, item: _Item[Any], exc: BaseException) -> None:
         """A kept callback the database refused: in line again a moment later (the

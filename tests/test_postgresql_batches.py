@@ -157,6 +157,39 @@ def test_a_row_locked_elsewhere_holds_up_only_its_own_webhook(runner: DeadlineRu
     assert answered["held"] >= 0.8  # it waited, alone, for the other session
 
 
+def test_a_row_locked_elsewhere_sends_only_its_webhook_to_wait_alone_the_others_go_on_in_a_batch(
+    runner: DeadlineRunner, url: str
+) -> None:
+    commits = _commits(runner)
+    other: Engine = create_engine(url)
+    holder = other.connect()
+    holder.begin()
+    holder.execute(text("INSERT INTO note (name) VALUES ('held')"))
+    releases = threading.Timer(0.8, holder.rollback)
+    releases.start()
+
+    def writes(name: str) -> Work:
+        """As the webhooks do in a batch: a refusal is not theirs to answer (it raises)."""
+
+        def work(db: Session, guard: Guard) -> tuple[str, None]:
+            db.execute(text("INSERT INTO note (name) VALUES (:n)"), {"n": name})
+            guard.begin_commit()
+            db.commit()
+            return name, None
+
+        return work
+
+    answers = asyncio.run(_behind(threading.Event(), runner, [writes(n) for n in ("held", "a", "b", "c")]))
+    releases.join()
+    holder.close()
+    other.dispose()
+
+    assert answers == ["first", "held", "a", "b", "c"]
+    assert _names(url) == {"first", "held", "a", "b", "c"}
+    # the first alone, then a, b and c together again (held waited alone, on its own engine)
+    assert len(commits) == 2
+
+
 def test_a_refused_commit_sends_the_batch_to_run_alone_and_nothing_is_lost(
     runner: DeadlineRunner, url: str
 ) -> None:

@@ -11,12 +11,13 @@ import contextlib
 import contextvars
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, create_engine, func, select, text
+from sqlalchemy import Connection, create_engine, event, func, select, text
 from sqlalchemy.orm import Session
 
 from app.crypto import PhoneVault
@@ -363,3 +364,43 @@ def test_a_call_row_made_elsewhere_while_its_batch_ran_sends_the_batch_to_run_al
     # was stored, and each webhook ran again alone; Ana's found her call's row
     assert answers == ["general path", "fast path"]
     assert sorted(_stored(url)) == ["CA1", "CA2"]
+
+
+def test_a_caller_whose_row_is_locked_elsewhere_waits_alone_and_the_batch_goes_on(
+    runner: DeadlineRunner, url: str
+) -> None:
+    # Ana's participant row is locked (a console edit, say) for 0.8 s: her call's row,
+    # held back, meets the lock only at the batch's COMMIT (its foreign key's check)
+    other = create_engine(url)
+    holder = other.connect()
+    holder.begin()
+    holder.execute(text("SELECT id FROM participant WHERE name = 'Ana' FOR UPDATE"))
+    releases = threading.Timer(0.8, holder.rollback)
+    answered: dict[str, float] = {}
+    started = time.monotonic()
+    commits: list[str] = []
+    assert runner.batch_engine is not None
+    event.listen(runner.batch_engine, "commit", lambda conn: commits.append("commit"))
+
+    def timed(sid: str, phone: str) -> Any:
+        work = _answers(sid, phone)
+
+        def run(db: Session, guard: Guard) -> tuple[str, None]:
+            answer = work(db, guard)
+            answered[sid] = time.monotonic() - started
+            return answer  # type: ignore[no-any-return]
+
+        return run
+
+    releases.start()
+    answers = _one_batch(runner, [(("CA1", ANA), timed("CA1", ANA)), (("CA2", CAL), timed("CA2", CAL))])
+    releases.join()
+    holder.close()
+    other.dispose()
+
+    assert answers == ["fast path", "fast path"]
+    assert sorted(_stored(url)) == ["CA1", "CA2"]
+    # the batch ran again, each writing its own row: Ana's waited alone, Cal's went on,
+    # in a batch (the batches' COMMITs: the one that held the line, then Cal's)
+    assert answered["CA2"] < 0.6 <= 0.8 <= answered["CA1"]
+    assert len(commits) == 2

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Dialect, Executable
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.db import driver_cursor, statement_connection
@@ -100,6 +101,11 @@ class OnCursor:
         try:
             cursor.execute(compiled.sql, compiled.parameters(given))
             return read(cursor, compiled), compiled
+        except conn.dialect.loaded_dbapi.Error as exc:
+            # raised as the engine raises it (a lock timeout as OperationalError), so
+            # that whoever decides what a failure means needs to know one kind; never
+            # with its parameters, which a log line would then carry
+            raise DBAPIError.instance(compiled.sql, None, exc, conn.dialect.loaded_dbapi.Error) from exc
         finally:
             if owned:
                 cursor.close()

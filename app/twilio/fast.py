@@ -49,7 +49,7 @@ from sqlalchemy.sql.visitors import replacement_traverse
 
 import ivr.flow as flow
 from app.crypto import PhoneVault
-from app.db import commit_held, drop_held, hold, statement_connection
+from app.db import as_engine_error, commit_held, drop_held, hold, statement_connection
 from app.models import Call, Pair, Participant
 from app.services import calls
 from app.services.cursor import OnCursor
@@ -410,7 +410,7 @@ class ReadAhead:
         compiled = _READ_AHEAD.compiled(conn.dialect)
         raw = conn.connection.dbapi_connection
         cursors = []
-        with raw.pipeline():
+        with as_engine_error(conn), raw.pipeline():
             for each in asked:
                 cursor = raw.cursor()
                 cursor.execute(compiled.sql, compiled.parameters(_asked(each.sid, each.indexes, each.now)))
