@@ -4,6 +4,7 @@ sends a batch's webhooks back to run alone (app/deadline.py, mode `batch`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -50,6 +51,23 @@ def runner(url: str) -> Iterator[DeadlineRunner]:
     yield runner
     runner.shutdown()
     runner.engine.dispose()
+
+
+@contextlib.contextmanager
+def _held_elsewhere(url: str, name: str, *, seconds: float) -> Iterator[None]:
+    """Another session inserts the note and holds its key, uncommitted, for `seconds`."""
+    other: Engine = create_engine(url)
+    holder = other.connect()
+    holder.begin()
+    holder.execute(text("INSERT INTO note (name) VALUES (:n)"), {"n": name})
+    releases = threading.Timer(seconds, holder.rollback)
+    releases.start()
+    try:
+        yield
+    finally:
+        releases.join()
+        holder.close()
+        other.dispose()
 
 
 def _commits(runner: DeadlineRunner) -> list[str]:
@@ -161,12 +179,6 @@ def test_a_row_locked_elsewhere_sends_only_its_webhook_to_wait_alone_the_others_
     runner: DeadlineRunner, url: str
 ) -> None:
     commits = _commits(runner)
-    other: Engine = create_engine(url)
-    holder = other.connect()
-    holder.begin()
-    holder.execute(text("INSERT INTO note (name) VALUES ('held')"))
-    releases = threading.Timer(0.8, holder.rollback)
-    releases.start()
 
     def writes(name: str) -> Work:
         """As the webhooks do in a batch: a refusal is not theirs to answer (it raises)."""
@@ -179,10 +191,9 @@ def test_a_row_locked_elsewhere_sends_only_its_webhook_to_wait_alone_the_others_
 
         return work
 
-    answers = asyncio.run(_behind(threading.Event(), runner, [writes(n) for n in ("held", "a", "b", "c")]))
-    releases.join()
-    holder.close()
-    other.dispose()
+    works = [writes(n) for n in ("held", "a", "b", "c")]
+    with _held_elsewhere(url, "held", seconds=0.8):
+        answers = asyncio.run(_behind(threading.Event(), runner, works))
 
     assert answers == ["first", "held", "a", "b", "c"]
     assert _names(url) == {"first", "held", "a", "b", "c"}
@@ -305,15 +316,6 @@ def test_a_kept_callback_in_a_batch_answers_at_its_deadline_and_is_still_stored(
 def test_a_callback_refused_by_a_lock_held_elsewhere_is_tried_again_until_it_is_recorded(
     runner: DeadlineRunner, url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # another session holds the key the callback writes for 2.5 s: longer than the phone
-    # line waits for a lock, alone (1.5 s), and past the callback's answer (its deadline)
-    other: Engine = create_engine(url)
-    holder = other.connect()
-    holder.begin()
-    holder.execute(text("INSERT INTO note (name) VALUES ('callback')"))
-    releases = threading.Timer(2.5, holder.rollback)
-    releases.start()
-
     def callback(db: Session, guard: Guard) -> tuple[str, None]:
         def records() -> list[Outbound]:
             db.execute(text("INSERT INTO note (name) VALUES ('callback')"))
@@ -325,13 +327,13 @@ def test_a_callback_refused_by_a_lock_held_elsewhere_is_tried_again_until_it_is_
     async def main() -> str:
         return await runner.run(callback, lambda: "empty response", keep=True)
 
-    answer = asyncio.run(main())
-    deadline = time.monotonic() + 8
-    while _names(url) != {"callback"} and time.monotonic() < deadline:
-        time.sleep(0.05)
-    releases.join()
-    holder.close()
-    other.dispose()
+    # another session holds the key the callback writes for 2.5 s: longer than the phone
+    # line waits for a lock, alone (1.5 s), and past the callback's answer (its deadline)
+    with _held_elsewhere(url, "callback", seconds=2.5):
+        answer = asyncio.run(main())
+        deadline = time.monotonic() + 8
+        while _names(url) != {"callback"} and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     assert answer == "empty response"  # answered at its deadline, while it waited
     assert _names(url) == {"callback"}  # and recorded once the lock went
