@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -251,15 +251,13 @@ def make_engine(
     }
     kwargs.setdefault("pool_size", limits.pool_size)
     kwargs.setdefault("max_overflow", limits.max_overflow)
-    engine = create_engine(
+    return create_engine(
         url,
         pool_pre_ping=True,
         pool_timeout=limits.pool_seconds,
         connect_args=connect_args,
         **kwargs,
     )
-    event.listen(engine, "before_cursor_execute", _send_held_first)
-    return engine
 
 
 def statement_connection(db: Session) -> Connection:
@@ -310,8 +308,15 @@ def driver_cursor(conn: Connection) -> tuple[Any, bool]:
 _HELD = "peerline_held"
 
 
+def holds_writes(engine: Engine) -> None:
+    """Lets this engine's connections hold writes back (the phone line's batches, and
+    only them: every statement through the engine then first asks whether any are held)."""
+    event.listen(engine, "before_cursor_execute", _send_held_first)
+
+
 def hold(conn: Connection, sql: str, parameters: Any) -> None:
-    """A write for later, in this connection's transaction (PostgreSQL only)."""
+    """A write for later, in this connection's transaction (PostgreSQL only; on an
+    engine that `holds_writes`)."""
     conn.info.setdefault(_HELD, []).append((sql, parameters))
 
 
@@ -319,9 +324,7 @@ def send_held(conn: Connection) -> None:
     """The writes held on this connection, sent now (nothing if none)."""
     held = conn.info.pop(_HELD, None)
     if held:
-        raw = conn.connection.dbapi_connection
-        with as_engine_error(conn), raw.pipeline():  # type: ignore[union-attr]
-            _send(raw, held)
+        _pipelined(conn, held)
 
 
 def commit_held(conn: Connection) -> None:
@@ -333,25 +336,9 @@ def commit_held(conn: Connection) -> None:
     and an error in the second would say a stored batch had failed. The engine's commit
     that follows finds the driver's transaction over and sends nothing."""
     held = conn.info.pop(_HELD, None)
-    if not held:
-        conn.commit()
-        return
-    raw = conn.connection.dbapi_connection
-    with as_engine_error(conn), raw.pipeline():  # type: ignore[union-attr]
-        _send(raw, [*held, ("COMMIT", None)])
+    if held:
+        _pipelined(conn, [*held, ("COMMIT", None)])
     conn.commit()
-
-
-@contextlib.contextmanager
-def as_engine_error(conn: Connection) -> Iterator[None]:
-    """The driver's errors, raised as the engine raises them (a lock timeout as
-    sqlalchemy's OperationalError, a duplicate key as its IntegrityError), for statements
-    sent on the driver's connection directly."""
-    dbapi = conn.dialect.loaded_dbapi
-    try:
-        yield
-    except dbapi.Error as exc:
-        raise DBAPIError.instance(None, None, exc, dbapi.Error) from exc
 
 
 def drop_held(conn: Connection) -> None:
@@ -360,8 +347,9 @@ def drop_held(conn: Connection) -> None:
     conn.info.pop(_HELD, None)
 
 
-def _send(raw: Any, held: list[tuple[str, Any]]) -> None:
-    with raw.cursor() as cursor:
+def _pipelined(conn: Connection, held: list[tuple[str, Any]]) -> None:
+    raw = conn.connection.dbapi_connection
+    with as_engine_error(conn), raw.pipeline(), raw.cursor() as cursor:  # type: ignore[union-attr]
         for sql, parameters in held:
             cursor.execute(sql, parameters)
 
@@ -369,6 +357,23 @@ def _send(raw: Any, held: list[tuple[str, Any]]) -> None:
 def _send_held_first(conn: Connection, *_: Any) -> None:
     if _HELD in conn.info:
         send_held(conn)
+
+
+def engine_error(conn: Connection, exc: Exception, sql: str | None = None) -> StatementError:
+    """A driver's error as the engine raises it (a lock timeout as sqlalchemy's
+    OperationalError, a duplicate key as its IntegrityError), for statements sent on the
+    driver's connection directly; never with their parameters, which a log line would
+    then carry."""
+    return DBAPIError.instance(sql, None, exc, conn.dialect.loaded_dbapi.Error)
+
+
+@contextlib.contextmanager
+def as_engine_error(conn: Connection) -> Iterator[None]:
+    """The driver's errors raised within, as the engine raises them (`engine_error`)."""
+    try:
+        yield
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise engine_error(conn, exc) from exc
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -71,6 +71,7 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import metrics
+from app.db import holds_writes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -175,6 +176,12 @@ class Guard:
     def tries_again(self, exc: BaseException) -> bool:
         """Whether this failure is one the phone line tries again (see retry_until)."""
         return refused(exc) and time.monotonic() < self.retry_until
+
+    def runs_again(self, exc: BaseException) -> bool:
+        """Whether the phone line runs the work again after this failure (its batch is
+        given up, or the database refused a callback it tries again): then the failure
+        is not the webhook's to answer, and it is raised to the runner."""
+        return self.batched or self.tries_again(exc)
 
 
 def refused(exc: BaseException) -> bool:
@@ -351,6 +358,7 @@ class DeadlineRunner:
             if batch_engine is None:
                 raise ValueError("the batch mode needs an engine for its batches")
             event.listen(batch_engine, "commit", _only_the_batch_commits)
+            holds_writes(batch_engine)  # a batch's webhooks may hold their rows back
 
     @property
     def batch_engine(self) -> Engine | None:
@@ -1009,7 +1017,7 @@ class DeadlineRunner:
             with self.sessions() as db:
                 value, after = item.context.run(item.work, db, item.guard)
         except BaseException as exc:
-            if item.kept and item.guard.tries_again(exc) and not self._stopped.is_set():
+            if item.guard.tries_again(exc) and not self._stopped.is_set():
                 self._again_later(item, exc)
                 return
             item.fail(exc)

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, create_engine, event, func, select, text
 from sqlalchemy.orm import Session
 
 from app.crypto import PhoneVault
-from app.db import PHONE_LINE, PHONE_LINE_BATCH, make_engine, make_sessionmaker
+from app.db import PHONE_LINE, PHONE_LINE_BATCH, holds_writes, make_engine, make_sessionmaker
 from app.deadline import DeadlineRunner, Guard
 from app.migrate import upgrade
 from app.models import Call
@@ -77,6 +77,7 @@ def batch(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Connectio
     reads = Reads(fast._READ_CALLER)
     monkeypatch.setattr(fast, "_READ_CALLER", reads)
     batch_engine = make_engine(url, PHONE_LINE_BATCH)
+    holds_writes(batch_engine)  # as the phone line's runner makes it
     with batch_engine.connect() as conn, conn.begin():
         yield conn, reads
     batch_engine.dispose()

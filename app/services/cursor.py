@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Dialect, Executable
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from app.db import driver_cursor, statement_connection
+from app.db import driver_cursor, engine_error, statement_connection
 
 R = TypeVar("R")
 
@@ -102,10 +101,10 @@ class OnCursor:
             cursor.execute(compiled.sql, compiled.parameters(given))
             return read(cursor, compiled), compiled
         except conn.dialect.loaded_dbapi.Error as exc:
-            # raised as the engine raises it (a lock timeout as OperationalError), so
-            # that whoever decides what a failure means needs to know one kind; never
-            # with its parameters, which a log line would then carry
-            raise DBAPIError.instance(compiled.sql, None, exc, conn.dialect.loaded_dbapi.Error) from exc
+            # as the engine raises it, so that whoever decides what a failure means knows
+            # one kind (a try here, not `as_engine_error`: it costs nothing until it
+            # raises, on the path of every statement)
+            raise engine_error(conn, exc, compiled.sql) from exc
         finally:
             if owned:
                 cursor.close()

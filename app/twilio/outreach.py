@@ -191,9 +191,9 @@ def _voice(
     except Abandoned:
         _safe_rollback(db)
         raise
-    except Exception:
-        if guard.batched:
-            raise  # its batch is given up and it runs again alone (app/deadline.py)
+    except Exception as exc:
+        if guard.runs_again(exc):
+            raise  # not its own to answer (app/deadline.py)
         _safe_rollback(db)
         log.exception("outreach webhook failed; the leg hears goodbye")
         return _xml(steps.participant_answered("", known=False))

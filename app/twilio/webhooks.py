@@ -135,9 +135,9 @@ def _answer(
     except Abandoned:
         _safe_rollback(db)
         raise
-    except Exception:
-        if guard.batched:
-            raise  # its batch is given up and it runs again alone (app/deadline.py)
+    except Exception as exc:
+        if guard.runs_again(exc):
+            raise  # not its own to answer (app/deadline.py)
         log.exception("webhook failed; the caller hears the apology")
         metrics.apology_served("error")
         _safe_rollback(db)
@@ -161,8 +161,8 @@ def _quietly(
         _safe_rollback(db)
         raise
     except Exception as exc:
-        if guard.batched or guard.tries_again(exc):
-            raise  # run again: alone, or once the database lets it (app/deadline.py)
+        if guard.runs_again(exc):
+            raise  # not its own to answer (app/deadline.py)
         log.exception("callback could not be recorded")
         _safe_rollback(db)
     return twiml(flow.empty())
